@@ -1,0 +1,181 @@
+"""``clusters``, ``3d_projection`` and ``reorganized_tree``: grouping files and putting them in folders."""
+
+import time
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from neural_sorter.clustering import cluster_embeddings
+from neural_sorter.embedding import vectors_of
+from neural_sorter.file_manifest import source_path
+from neural_sorter.partitions import source_dirs
+from neural_sorter.previews import as_markdown_image, montage, scatter
+from neural_sorter.projection import project_3d
+from neural_sorter.reorganize import (
+    OutputDirError,
+    check_output_dir,
+    execute_plan,
+    new_run_id,
+    plan_reorganization,
+)
+from neural_sorter.resources.sorter import SorterResource
+
+
+class ClustersConfig(dg.Config):
+    method: str | None = Field(None, description="kmeans | hierarchical | hdbscan")
+    k: str | None = Field(None, description="Number of clusters, or 'auto' (kmeans, hierarchical).")
+    min_cluster_size: int | None = Field(None, description="HDBSCAN minimum cluster size.")
+    category_threshold: float | None = Field(None, description="Mean zero-shot probability to name a cluster.")
+
+
+@dg.asset(partitions_def=source_dirs, group_name="organize", kinds={"scikitlearn", "parquet"})
+def clusters(
+    context: dg.AssetExecutionContext,
+    config: ClustersConfig,
+    sorter: SorterResource,
+    embeddings: pd.DataFrame,
+    decoded_frames: pd.DataFrame,
+) -> pd.DataFrame:
+    """A cluster, a folder name and a sortable hierarchical code per file; exact duplicates grouped."""
+    k = config.k
+    options = sorter.options().updated(
+        method=config.method,
+        k=(int(k) if k not in (None, "auto") else k),
+        min_cluster_size=config.min_cluster_size,
+        category_threshold=config.category_threshold,
+    )
+    started = time.perf_counter()
+    vectors = vectors_of(embeddings)
+    has_probs = len(embeddings) and embeddings["category_probs"].notna().all()
+    categories = options.categories if has_probs else []
+    table, result = cluster_embeddings(
+        embeddings, vectors, options.method, options.k, options.k_range, options.min_cluster_size,
+        categories, options.category_threshold, options.seed,
+    )
+    seconds = time.perf_counter() - started
+    sizes = table.groupby("cluster_name").size().sort_values(ascending=False)
+    first_frames = decoded_frames[decoded_frames["error"].isna()].drop_duplicates("relative_path")
+    thumbs = dict(zip(first_frames["relative_path"], first_frames["thumbnail"]))
+    gallery = []
+    for name in sizes.index[:24]:
+        members = table[table["cluster_name"] == name].sort_values("distance_to_centroid")
+        sample = [thumbs[p] for p in members["relative_path"].head(8) if p in thumbs]
+        if sample:
+            gallery.append(f"**{name}** ({sizes[name]} files)\n\n{as_markdown_image(montage(sample, 56), name)}")
+    context.log.info(f"{options.method}: {len(sizes)} clusters, silhouette {result.silhouette}")
+    context.add_output_metadata(
+        {
+            "method": options.method,
+            "clusters": len(sizes),
+            "chosen_k": result.chosen_k,
+            "silhouette": dg.MetadataValue.float(float(result.silhouette)) if result.silhouette is not None
+            else dg.MetadataValue.text("n/a"),
+            "sizes": dg.MetadataValue.json({str(k): int(v) for k, v in sizes.items()}),
+            "duplicate_files": int(table["duplicate_group"].notna().sum()),
+            "seconds": round(seconds, 3),
+            "details": dg.MetadataValue.json(result.details),
+            "gallery": dg.MetadataValue.md("\n\n".join(gallery) or "no files"),
+        }
+    )
+    return table
+
+
+class ProjectionConfig(dg.Config):
+    projection: str | None = Field(None, description="umap | tsne | pca")
+
+
+@dg.asset(
+    name="3d_projection",
+    partitions_def=source_dirs,
+    group_name="organize",
+    kinds={"umap", "parquet"},
+    ins={"embeddings": dg.AssetIn("embeddings"), "clusters": dg.AssetIn("clusters")},
+)
+def projection_3d(
+    context: dg.AssetExecutionContext,
+    config: ProjectionConfig,
+    sorter: SorterResource,
+    embeddings: pd.DataFrame,
+    clusters: pd.DataFrame,
+) -> pd.DataFrame:
+    """x, y, z per file (seeded), with the cluster it belongs to, for the 3D map."""
+    options = sorter.options().updated(projection=config.projection)
+    started = time.perf_counter()
+    coords, used = project_3d(vectors_of(embeddings), options.projection, options.seed)
+    table = pd.DataFrame(
+        {
+            "relative_path": embeddings["relative_path"].to_numpy(),
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "z": coords[:, 2],
+        }
+    ).merge(clusters[["relative_path", "cluster_id", "cluster_name"]], on="relative_path", how="left")
+    table["method"] = used
+    context.add_output_metadata(
+        {
+            "method": used,
+            "points": len(table),
+            "seconds": round(time.perf_counter() - started, 3),
+            "preview": dg.MetadataValue.md(
+                as_markdown_image(scatter(coords, table["cluster_id"].fillna(-1).to_numpy(int)), "x/y")
+            ),
+        }
+    )
+    return table
+
+
+class ReorganizeConfig(dg.Config):
+    mode: str | None = Field(None, description="copy | hardlink | symlink | move")
+    rename: bool | None = Field(None, description="Prefix names with the sortable hierarchical code.")
+    dry_run: bool | None = Field(None, description="Only write the manifest.")
+    force: bool = Field(False, description="Allow a non-empty output folder not made by neural-sorter.")
+
+
+@dg.asset(
+    partitions_def=source_dirs,
+    group_name="organize",
+    kinds={"parquet"},
+    deps=["3d_projection"],
+)
+def reorganized_tree(
+    context: dg.AssetExecutionContext,
+    config: ReorganizeConfig,
+    sorter: SorterResource,
+    clusters: pd.DataFrame,
+    file_manifest: pd.DataFrame,
+) -> pd.DataFrame:
+    """Places each file in ``OUT/<partition>/<cluster>/`` (copy by default), recording every action."""
+    options = sorter.options().updated(mode=config.mode, rename=config.rename, dry_run=config.dry_run)
+    if not options.output_dir:
+        raise dg.Failure("no output folder: set output_dir in the config file or the sorter resource")
+    out = Path(options.output_dir).expanduser().resolve()
+    source = sorter.source_dir(context.partition_key)
+    try:
+        check_output_dir(out, [source], force=config.force)
+    except OutputDirError as exc:
+        raise dg.Failure(str(exc)) from None
+    files = clusters.merge(file_manifest[["relative_path", "path_bytes"]], on="relative_path", how="left")
+    files["source"] = [source_path(b) for b in files["path_bytes"]]
+    run_id = new_run_id()
+    actions = plan_reorganization(files, out, context.partition_key, options.mode, options.rename, run_id)
+    report = execute_plan(out, actions, run_id, dry_run=options.dry_run)
+    for source_file, reason in report.failures:
+        context.log.error(f"{source_file}: {reason}")
+    context.add_output_metadata(
+        {
+            "output": dg.MetadataValue.path(str(out / context.partition_key)),
+            "manifest": dg.MetadataValue.path(report.manifest),
+            "mode": options.mode,
+            "dry_run": options.dry_run,
+            "actions": dg.MetadataValue.json(report.counts),
+            "failures": len(report.failures),
+        }
+    )
+    table = pd.DataFrame([a.__dict__ for a in actions])
+    failed = dict(report.failures)
+    table["error"] = [failed.get(s) for s in table["source"]] if len(table) else []
+    table["dry_run"] = options.dry_run
+    return table

@@ -1,0 +1,242 @@
+"""The ``clusters`` stage: k-means, hierarchical or HDBSCAN over the embeddings, plus names and codes."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.metrics import silhouette_score
+
+UNSORTED = "unsorted"
+# Above this many points hierarchical clustering is fitted on a sample and the rest assigned by nearest
+# centroid, so no n x n distance matrix is ever built.
+HIERARCHICAL_SAMPLE = 5000
+_SILHOUETTE_SAMPLE = 4000
+
+
+@dataclass
+class ClusterResult:
+    labels: np.ndarray  # -1 is noise
+    centroids: np.ndarray
+    silhouette: float | None
+    chosen_k: int
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def _silhouette(vectors: np.ndarray, labels: np.ndarray, seed: int) -> float | None:
+    mask = labels >= 0
+    distinct = np.unique(labels[mask])
+    if len(distinct) < 2 or mask.sum() <= len(distinct):
+        return None
+    sample = min(int(mask.sum()), _SILHOUETTE_SAMPLE)
+    return float(silhouette_score(vectors[mask], labels[mask], sample_size=sample, random_state=seed))
+
+
+def centroids_of(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    ids = sorted(i for i in np.unique(labels) if i >= 0)
+    if not ids:
+        return np.zeros((0, vectors.shape[1]), dtype=np.float32)
+    return np.stack([vectors[labels == i].mean(axis=0) for i in ids]).astype(np.float32)
+
+
+def kmeans(vectors: np.ndarray, k: int | str, k_range: tuple[int, int], seed: int) -> ClusterResult:
+    """k-means; with ``k='auto'`` the k of the best silhouette over ``k_range`` (clamped to n - 1)."""
+    n = len(vectors)
+    if n < 3:
+        return ClusterResult(np.zeros(n, dtype=int), centroids_of(vectors, np.zeros(n, dtype=int)), None, 1)
+    if k == "auto":
+        low, high = k_range[0], min(k_range[1], n - 1)
+        scores: dict[int, float] = {}
+        models: dict[int, KMeans] = {}
+        for candidate in range(min(low, high), high + 1):
+            model = KMeans(candidate, n_init=4, random_state=seed).fit(vectors)
+            models[candidate] = model
+            scores[candidate] = _silhouette(vectors, model.labels_, seed) or -1.0
+        best = max(scores, key=lambda c: (scores[c], -c))
+        model = models[best]
+        labels = model.labels_
+        return ClusterResult(
+            labels, model.cluster_centers_.astype(np.float32), scores[best], best,
+            {"silhouette_by_k": {int(c): round(s, 4) for c, s in scores.items()}},
+        )
+    chosen = max(1, min(int(k), n))
+    model = KMeans(chosen, n_init=10, random_state=seed).fit(vectors)
+    return ClusterResult(
+        model.labels_, model.cluster_centers_.astype(np.float32), _silhouette(vectors, model.labels_, seed), chosen
+    )
+
+
+def hierarchical(vectors: np.ndarray, k: int | str, k_range: tuple[int, int], seed: int) -> ClusterResult:
+    """Ward agglomerative clustering; fitted on a sample above ``HIERARCHICAL_SAMPLE`` points."""
+    n = len(vectors)
+    if n < 3:
+        return ClusterResult(np.zeros(n, dtype=int), centroids_of(vectors, np.zeros(n, dtype=int)), None, 1)
+    rng = np.random.default_rng(seed)
+    sample_idx = np.sort(rng.choice(n, HIERARCHICAL_SAMPLE, replace=False)) if n > HIERARCHICAL_SAMPLE else None
+    fit_on = vectors[sample_idx] if sample_idx is not None else vectors
+    if k == "auto":
+        low, high = k_range[0], min(k_range[1], len(fit_on) - 1)
+        scores = {}
+        for candidate in range(min(low, high), high + 1):
+            labels = AgglomerativeClustering(candidate, linkage="ward").fit_predict(fit_on)
+            scores[candidate] = _silhouette(fit_on, labels, seed) or -1.0
+        chosen = max(scores, key=lambda c: (scores[c], -c))
+    else:
+        chosen = max(1, min(int(k), len(fit_on)))
+    labels = AgglomerativeClustering(chosen, linkage="ward").fit_predict(fit_on)
+    centroids = centroids_of(fit_on, labels)
+    if sample_idx is not None:
+        labels = assign_nearest(vectors, centroids)
+    return ClusterResult(
+        labels, centroids, _silhouette(vectors, labels, seed), chosen,
+        {"fitted_on": len(fit_on)},
+    )
+
+
+def hdbscan_clusters(vectors: np.ndarray, min_cluster_size: int, seed: int) -> ClusterResult:
+    """HDBSCAN; points it calls noise get label -1 and end up in the ``unsorted`` folder."""
+    import hdbscan
+
+    n = len(vectors)
+    if n < max(3, min_cluster_size):
+        labels = np.zeros(n, dtype=int)
+        return ClusterResult(labels, centroids_of(vectors, labels), None, 1, {"note": "too few files: one cluster"})
+    model = hdbscan.HDBSCAN(
+        min_cluster_size=min_cluster_size, min_samples=max(1, min_cluster_size // 2), prediction_data=True,
+        core_dist_n_jobs=1,
+    ).fit(vectors.astype(np.float64))
+    labels = model.labels_.astype(int)
+    found = len(set(labels) - {-1})
+    return ClusterResult(
+        labels, centroids_of(vectors, labels), _silhouette(vectors, labels, seed), found,
+        {"noise": int((labels < 0).sum())},
+    )
+
+
+def assign_nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Index of the nearest centroid per vector, in chunks so memory stays O(chunk x k)."""
+    out = np.empty(len(vectors), dtype=int)
+    c_sq = (centroids**2).sum(axis=1)
+    for start in range(0, len(vectors), chunk):
+        part = vectors[start : start + chunk]
+        distances = c_sq[None, :] - 2 * part @ centroids.T
+        out[start : start + chunk] = distances.argmin(axis=1)
+    return out
+
+
+def leaf_order(vectors: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+    """A rank per file that puts look-alikes next to each other inside each cluster.
+
+    Dendrogram leaf order (Ward) within each cluster when it is small enough, else the order along the
+    cluster's first principal component; used for the sortable hierarchical codes.
+    """
+    from scipy.cluster.hierarchy import leaves_list, linkage
+
+    ranks = np.zeros(len(vectors), dtype=int)
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        if len(members) <= 2:
+            order = np.arange(len(members))
+        elif len(members) <= 3000:
+            order = leaves_list(linkage(vectors[members], method="ward"))
+        else:
+            centred = vectors[members] - vectors[members].mean(axis=0)
+            _, _, vt = np.linalg.svd(centred[:: max(1, len(members) // 2000)], full_matrices=False)
+            order = np.argsort(centred @ vt[0])
+        ranks[members[order]] = np.arange(len(members))
+    return ranks
+
+
+def slugify(text: str) -> str:
+    slug = re.sub(r"[^\w\-]+", "-", text.strip().lower(), flags=re.UNICODE).strip("-_")
+    return slug[:60] or "cluster"
+
+
+def name_clusters(
+    labels: np.ndarray,
+    category_probs: np.ndarray | None,
+    categories: list[str],
+    threshold: float,
+) -> dict[int, tuple[str, str | None, float | None]]:
+    """Maps label -> (folder name, category, confidence).
+
+    A cluster takes the name of the category with the highest mean zero-shot probability over its files when
+    that mean passes ``threshold``; otherwise ``cluster-NN``. Noise is ``unsorted``. Names are unique.
+    """
+    names: dict[int, tuple[str, str | None, float | None]] = {}
+    used: set[str] = set()
+    for label in sorted(np.unique(labels)):
+        if label < 0:
+            names[int(label)] = (UNSORTED, None, None)
+            used.add(UNSORTED)
+            continue
+        name, category, confidence = f"cluster-{label:02d}", None, None
+        if category_probs is not None and categories:
+            mean = category_probs[labels == label].mean(axis=0)
+            best = int(mean.argmax())
+            confidence = float(mean[best])
+            if confidence >= threshold:
+                category = categories[best]
+                name = slugify(category)
+        base, suffix = name, 2
+        while name in used:
+            name = f"{base}-{suffix}"
+            suffix += 1
+        used.add(name)
+        names[int(label)] = (name, category, confidence)
+    return names
+
+
+def cluster_embeddings(
+    embeddings: pd.DataFrame,
+    vectors: np.ndarray,
+    method: str,
+    k: int | str,
+    k_range: tuple[int, int],
+    min_cluster_size: int,
+    categories: list[str],
+    threshold: float,
+    seed: int,
+) -> tuple[pd.DataFrame, ClusterResult]:
+    """Clusters, names and codes every file; also marks exact-duplicate groups by content hash."""
+    if method == "kmeans":
+        result = kmeans(vectors, k, k_range, seed)
+    elif method == "hierarchical":
+        result = hierarchical(vectors, k, k_range, seed)
+    elif method == "hdbscan":
+        result = hdbscan_clusters(vectors, min_cluster_size, seed)
+    else:
+        raise ValueError(f"unknown clustering method {method!r}")
+    labels = np.asarray(result.labels, dtype=int)
+    probs = None
+    if "category_probs" in embeddings and embeddings["category_probs"].notna().all() and len(embeddings):
+        probs = np.stack(embeddings["category_probs"].to_numpy())
+    names = name_clusters(labels, probs, categories, threshold)
+    ranks = leaf_order(vectors, labels, seed) if len(vectors) else np.zeros(0, dtype=int)
+    sizes = pd.Series(labels).value_counts()
+    table = pd.DataFrame(
+        {
+            "relative_path": embeddings["relative_path"].to_numpy(),
+            "content_hash": embeddings["content_hash"].to_numpy(),
+            "cluster_id": labels,
+            "cluster_name": [names[int(label)][0] for label in labels],
+            "cluster_category": [names[int(label)][1] for label in labels],
+            "category_confidence": [names[int(label)][2] for label in labels],
+            "cluster_size": [int(sizes[label]) for label in labels],
+            "hier_code": [
+                f"{'nn' if label < 0 else f'{label:02d}'}-{rank:05d}" for label, rank in zip(labels, ranks)
+            ],
+        }
+    )
+    if len(vectors) and len(result.centroids) and labels.max(initial=-1) >= 0:
+        own = np.where(labels >= 0, labels, 0)
+        table["distance_to_centroid"] = np.linalg.norm(vectors - result.centroids[own], axis=1).astype(np.float32)
+        table.loc[labels < 0, "distance_to_centroid"] = np.nan
+    else:
+        table["distance_to_centroid"] = np.nan
+    counts = table.groupby("content_hash")["relative_path"].transform("count")
+    table["duplicate_group"] = np.where(counts > 1, table["content_hash"], None)
+    return table, result

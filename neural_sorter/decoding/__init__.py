@@ -1,0 +1,1 @@
+"""Turning image and video files into small RGB thumbnails."""

@@ -1,0 +1,124 @@
+"""The ``decoded_frames`` table: small JPEG thumbnails per file and frame, or the reason a file failed."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pandas as pd
+from tqdm import tqdm
+
+from neural_sorter.decoding.images import DecodeError, encode_jpeg, load_image_thumbnail
+from neural_sorter.decoding.videos import load_video_frames
+from neural_sorter.file_manifest import source_path
+
+FRAME_COLUMNS = [
+    "relative_path",
+    "content_hash",
+    "kind",
+    "frame_index",
+    "timestamp",
+    "width",
+    "height",
+    "thumbnail",
+    "error",
+]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    thumbnail_size: int = 256
+    frames_per_video: int = 5
+    max_image_pixels: int = 178_956_970
+    workers: int = 0
+
+
+def worker_count(requested: int) -> int:
+    return requested if requested > 0 else max(1, os.cpu_count() or 1)
+
+
+def decode_file(path: str, kind: str, options: DecodeOptions) -> list[dict[str, object]]:
+    """Rows for one file: one per kept frame, or a single row carrying the error."""
+    try:
+        if kind == "image":
+            image = load_image_thumbnail(path, options.thumbnail_size, options.max_image_pixels)
+            frames = [(0, 0.0, image)]
+        else:
+            frames = [
+                (f.index, f.timestamp, f.image)
+                for f in load_video_frames(path, options.frames_per_video, options.thumbnail_size)
+            ]
+    except DecodeError as exc:
+        return [_error_row(str(exc))]
+    except MemoryError:
+        return [_error_row("out of memory while decoding")]
+    except Exception as exc:  # a decoder bug on one file must not stop the run; keep its message
+        return [_error_row(f"unexpected decoder error: {type(exc).__name__}: {exc}")]
+    return [
+        {
+            "frame_index": index,
+            "timestamp": timestamp,
+            "width": image.width,
+            "height": image.height,
+            "thumbnail": encode_jpeg(image),
+            "error": None,
+        }
+        for index, timestamp, image in frames
+    ]
+
+
+def _error_row(message: str) -> dict[str, object]:
+    return {"frame_index": -1, "timestamp": None, "width": None, "height": None, "thumbnail": None, "error": message}
+
+
+def decode_manifest(
+    manifest: pd.DataFrame,
+    options: DecodeOptions,
+    reuse: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Decodes every image/video row of ``manifest`` in a thread pool (Pillow, decord and PyAV release the GIL).
+
+    Rows of ``reuse`` (an earlier ``decoded_frames``) whose content hash is still present are kept as they are,
+    so unchanged, renamed or moved files are never decoded twice.
+    """
+    todo = manifest[manifest["kind"].isin(["image", "video"])]
+    reusable: dict[str, pd.DataFrame] = {}
+    if reuse is not None and len(reuse):
+        ok = reuse[reuse["error"].isna()]
+        reusable = {h: g for h, g in ok.groupby("content_hash", sort=False)}
+    pieces: list[pd.DataFrame] = []
+    pending = []
+    for row in todo.itertuples(index=False):
+        cached = reusable.get(row.content_hash)
+        if cached is not None:
+            piece = cached.copy()
+            piece["relative_path"] = row.relative_path
+            piece["kind"] = row.kind
+            pieces.append(piece)
+        else:
+            pending.append(row)
+    stats = {"reused": len(todo) - len(pending), "decoded": 0, "failed": 0}
+    with ThreadPoolExecutor(max_workers=worker_count(options.workers)) as pool:
+        results = pool.map(lambda r: decode_file(source_path(r.path_bytes), r.kind, options), pending)
+        for row, frame_rows in tqdm(
+            zip(pending, results), total=len(pending), desc="decode", unit="file", disable=None, leave=False
+        ):
+            failed = frame_rows[0]["error"] is not None
+            stats["failed" if failed else "decoded"] += 1
+            piece = pd.DataFrame(frame_rows)
+            piece.insert(0, "relative_path", row.relative_path)
+            piece.insert(1, "content_hash", row.content_hash)
+            piece.insert(2, "kind", row.kind)
+            pieces.append(piece)
+    if not pieces:
+        return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in FRAME_COLUMNS}), stats
+    frames = pd.concat(pieces, ignore_index=True)[FRAME_COLUMNS]
+    frames = frames.astype({"frame_index": "int64", "width": "Int64", "height": "Int64", "timestamp": "float64"})
+    return frames.sort_values(["relative_path", "frame_index"], ignore_index=True), stats
+
+
+def _dtype(column: str) -> str:
+    return {"frame_index": "int64", "width": "Int64", "height": "Int64", "timestamp": "float64"}.get(
+        column, "object"
+    )

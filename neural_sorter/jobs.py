@@ -1,0 +1,40 @@
+"""Jobs: sorting one source partition end to end, and registering a source folder from the UI."""
+
+import os
+
+import dagster as dg
+from pydantic import Field
+
+from neural_sorter.partitions import source_dirs
+from neural_sorter.resources.sorter import SorterResource
+from neural_sorter.sources import PARTITIONS_NAME
+
+sort_source_job = dg.define_asset_job(
+    "sort_source",
+    selection=dg.AssetSelection.groups("ingest", "models", "embed", "organize"),
+    partitions_def=source_dirs,
+    description="Inventory, decode, embed, cluster, project and reorganize one source folder.",
+)
+
+
+class RegisterSourceConfig(dg.Config):
+    path: str = Field(description="Absolute path of the folder to sort.")
+
+
+@dg.op
+def register_source_folder(
+    context: dg.OpExecutionContext, config: RegisterSourceConfig, sorter: SorterResource
+) -> str:
+    """Adds a folder to the source registry and as a ``source_dirs`` partition; returns its key."""
+    path = os.path.abspath(os.path.expanduser(config.path))
+    if not os.path.isdir(path):
+        raise dg.Failure(f"{path} is not a folder")
+    key = sorter.registry().add(path)
+    context.instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
+    context.log.info(f"registered {path} as partition {key}")
+    return key
+
+
+@dg.job(description="Register a source folder as a partition (then materialize it from the asset graph).")
+def register_source():
+    register_source_folder()

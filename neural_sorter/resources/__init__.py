@@ -1,0 +1,1 @@
+"""Dagster resources: what every asset needs from the environment, chosen per deployment."""

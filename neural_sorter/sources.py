@@ -1,0 +1,160 @@
+"""Source directories: their partition keys, the registry that maps keys back to folders, and the walk.
+
+Partition keys become path pieces in the store, so they are short readable slugs plus a short hash of the
+absolute path (two folders called ``photos`` get different keys).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from upath import UPath
+
+PARTITIONS_NAME = "source_dirs"
+_SLUG_MAX = 24
+
+
+def partition_key_for(path: str | os.PathLike[str]) -> str:
+    """A short, stable, filesystem-safe key for a source folder."""
+    absolute = os.path.abspath(os.fspath(path))
+    slug = re.sub(r"[^a-z0-9]+", "-", os.path.basename(absolute.rstrip(os.sep)).lower()).strip("-")
+    slug = slug[:_SLUG_MAX].strip("-") or "root"
+    digest = hashlib.sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"{slug}-{digest}"
+
+
+class UnknownSourceError(KeyError):
+    """A partition key that no registered source folder maps to."""
+
+    def __str__(self) -> str:
+        return (
+            f"partition {self.args[0]!r} is not a registered source folder: add it with "
+            "`neural-sorter sources add PATH` (or list it under `sources:` in the config file) and use the key "
+            "that `neural-sorter sources list` prints"
+        )
+
+
+class SourceRegistry:
+    """Maps partition keys to absolute folder paths; a JSON file in the store so every process agrees."""
+
+    def __init__(self, store: str | UPath) -> None:
+        self._file = UPath(store) / "sources.json"
+
+    def _read(self) -> dict[str, str]:
+        if not self._file.exists():
+            return {}
+        return json.loads(self._file.read_text())
+
+    def _write(self, entries: dict[str, str]) -> None:
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        # Write-then-rename so a reader never sees half a file (object stores write whole objects anyway).
+        tmp = self._file.with_name(self._file.name + ".tmp")
+        tmp.write_text(json.dumps(entries, indent=2, sort_keys=True))
+        tmp.rename(self._file)
+
+    def add(self, path: str | os.PathLike[str]) -> str:
+        absolute = os.path.abspath(os.fspath(path))
+        key = partition_key_for(absolute)
+        entries = self._read()
+        entries[key] = absolute
+        self._write(entries)
+        return key
+
+    def remove(self, key_or_path: str) -> str | None:
+        entries = self._read()
+        key = key_or_path if key_or_path in entries else partition_key_for(key_or_path)
+        if entries.pop(key, None) is None:
+            return None
+        self._write(entries)
+        return key
+
+    def entries(self) -> dict[str, str]:
+        return self._read()
+
+    def resolve(self, key: str, extra_sources: list[str] | None = None) -> Path:
+        """The folder behind a partition key; config-file sources count as registered too."""
+        entries = self._read()
+        if key in entries:
+            return Path(entries[key])
+        for source in extra_sources or []:
+            if partition_key_for(source) == key:
+                return Path(os.path.abspath(source))
+        raise UnknownSourceError(key)
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: Path
+    relative_path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class SkippedEntry:
+    path: Path
+    relative_path: str
+    reason: str
+
+
+def walk_source(
+    root: Path, exclude: list[Path] | None = None
+) -> Iterator[FoundFile | SkippedEntry]:
+    """Every regular file below ``root``, recursively.
+
+    Hidden folders and the excluded folders (the output tree) are skipped; symlinked folders are not
+    followed (no loops), and a symlinked file is only taken when it points inside the source. Problems
+    become ``SkippedEntry`` rows rather than exceptions so one unreadable folder never stops a run.
+    """
+    root = Path(os.path.abspath(root))
+    excluded = {Path(os.path.abspath(p)) for p in (exclude or [])}
+    real_root = os.path.realpath(root)
+
+    def on_error(error: OSError) -> None:
+        errors.append(error)
+
+    errors: list[OSError] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=on_error, followlinks=False):
+        current = Path(dirpath)
+        kept = []
+        for name in sorted(dirnames):
+            child = current / name
+            if name.startswith(".") or child in excluded:
+                continue
+            if child.is_symlink():
+                yield SkippedEntry(child, _relative(child, root), "symlinked folder not followed")
+                continue
+            kept.append(name)
+        dirnames[:] = kept
+        for name in sorted(filenames):
+            if name.startswith("."):
+                continue
+            path = current / name
+            relative = _relative(path, root)
+            try:
+                if path.is_symlink():
+                    target = os.path.realpath(path)
+                    if not (target == real_root or target.startswith(real_root + os.sep)):
+                        yield SkippedEntry(path, relative, "symlink points outside the source folder")
+                        continue
+                stat = path.stat()
+            except OSError as exc:
+                yield SkippedEntry(path, relative, f"cannot stat: {exc.strerror or exc}")
+                continue
+            if not os.path.isfile(path):
+                yield SkippedEntry(path, relative, "not a regular file")
+                continue
+            yield FoundFile(path, relative, stat.st_size, stat.st_mtime_ns)
+    for error in errors:
+        failed = Path(error.filename) if error.filename else root
+        yield SkippedEntry(failed, _relative(failed, root), f"cannot read folder: {error.strerror or error}")
+
+
+def _relative(path: Path, root: Path) -> str:
+    return os.path.relpath(path, root)
