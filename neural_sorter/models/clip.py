@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,21 +54,63 @@ def _as_tensor(output: object) -> torch.Tensor:
     return output.pooler_output  # type: ignore[attr-defined]
 
 
-@functools.lru_cache(maxsize=2)
-def load_clip(model_id: str, device: str = "cpu") -> LoadedClip:
-    """Loads CLIP from a hub id or a local folder made by ``save_pretrained``.
+_FAILURES: dict[tuple[str, str], ClipUnavailable] = {}
 
-    Offline (``HF_HUB_OFFLINE=1``) or with no network, a hub id resolves only from the local Hugging Face
-    cache, so a missing download turns into ``ClipUnavailable`` with instructions instead of a stack trace.
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe of the Hugging Face endpoint: without it, an offline machine spends about a minute
+    in the hub client's retries before giving up on every run."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load_clip(model_id: str, device: str = "cpu") -> LoadedClip:
+    """Loads CLIP from a hub id or a local folder made by ``save_pretrained``, once per process.
+
+    A hub id is looked up in the local Hugging Face cache first and downloaded only when the hub answers,
+    so a missing download turns into ``ClipUnavailable`` with instructions instead of a minute of retries.
     """
+    key = (model_id, device)
+    if key in _FAILURES:
+        raise _FAILURES[key]
+    try:
+        return _load_clip_cached(model_id, device)
+    except ClipUnavailable as exc:
+        _FAILURES[key] = exc
+        raise
+
+
+@functools.lru_cache(maxsize=2)
+def _load_clip_cached(model_id: str, device: str) -> LoadedClip:
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
     local = os.path.isdir(os.path.expanduser(model_id))
     source = os.path.expanduser(model_id) if local else model_id
+
+    def load(local_only: bool):
+        return (
+            CLIPModel.from_pretrained(source, local_files_only=local_only),
+            CLIPTokenizer.from_pretrained(source, local_files_only=local_only),
+            CLIPImageProcessor.from_pretrained(source, local_files_only=local_only),
+        )
+
     try:
-        model = CLIPModel.from_pretrained(source)
-        tokenizer = CLIPTokenizer.from_pretrained(source)
-        processor = CLIPImageProcessor.from_pretrained(source)
+        try:
+            model, tokenizer, processor = load(local_only=True)
+        except OSError:
+            if local or not hub_reachable():
+                raise
+            model, tokenizer, processor = load(local_only=False)
     except Exception as exc:
         raise ClipUnavailable(
             f"cannot load CLIP weights {model_id!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
