@@ -113,8 +113,7 @@ def cmd_sort(args: argparse.Namespace) -> int:
 
     try:
         config = settings.load_config(args.config)
-        if args.categories is not None or args.backend:
-            config.updated(backend=args.backend)
+        config.updated(backend=args.backend, clip_model=args.clip_model, seed=args.seed)
     except settings.ConfigError as exc:
         return _fail(str(exc), 2)
     out = args.output_dir or config.output_dir
@@ -137,7 +136,11 @@ def cmd_sort(args: argparse.Namespace) -> int:
     store = settings.store_root()
     registry = SourceRegistry(store)
     job = defs.resolve_job_def("sort_source")
-    run_config = {"resources": {"sorter": {"config": _resource_config(args)}}, "ops": _op_config(args)}
+    run_config = {
+        "resources": {"sorter": {"config": _resource_config(args)}},
+        "ops": _op_config(args),
+        "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}},
+    }
     status = 0
     for source in sources:
         key = registry.add(source)
@@ -259,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("--retrain", action="store_true", help="retrain the autoencoder even if frames are unchanged")
     sort.add_argument("--seed", type=int)
     sort.add_argument("--json", action="store_true", help="print one JSON summary per source")
+    sort.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
     sort.set_defaults(func=cmd_sort)
 
     undo = sub.add_parser("undo", help="revert the last reorganization of OUT")

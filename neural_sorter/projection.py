@@ -27,6 +27,8 @@ def project_3d(vectors: np.ndarray, method: str, seed: int) -> tuple[np.ndarray,
         coords = TSNE(3, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(start)
         return _pad(coords), "tsne"
     if method == "umap":
+        import warnings
+
         import umap
 
         neighbours = max(2, min(15, n - 1))
@@ -34,7 +36,9 @@ def project_3d(vectors: np.ndarray, method: str, seed: int) -> tuple[np.ndarray,
             n_components=3, n_neighbors=neighbours, min_dist=0.1, metric="cosine", random_state=seed,
             init="spectral" if n > 10 else "random",
         )
-        return _pad(reducer.fit_transform(vectors)), "umap"
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # seeded UMAP is single-threaded
+            return _pad(reducer.fit_transform(vectors)), "umap"
     raise ValueError(f"unknown projection method {method!r}")
 
 

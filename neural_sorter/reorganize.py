@@ -161,7 +161,8 @@ def plan_reorganization(
     taken: set[str] = set(placed["destination"])
     actions: list[Action] = []
     wanted_sources: set[str] = set()
-    for row in files.sort_values("relative_path").itertuples(index=False):
+    ordered = files.sort_values("relative_path").itertuples(index=False) if len(files) else []
+    for row in ordered:
         source = row.source
         wanted_sources.add(source)
         name = os.path.basename(row.relative_path)

@@ -1,0 +1,192 @@
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from neural_sorter.file_manifest import content_hash
+from neural_sorter.reorganize import (
+    MANIFEST_FIELDS,
+    OutputDirError,
+    check_output_dir,
+    execute_plan,
+    new_run_id,
+    plan_reorganization,
+    read_manifest,
+    undo_last,
+)
+
+
+def make_source(root: Path, files: dict[str, bytes]) -> Path:
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def clusters_for(src: Path, assignment: dict[str, str]) -> pd.DataFrame:
+    rows = []
+    for i, (relative, cluster) in enumerate(sorted(assignment.items())):
+        path = src / relative
+        rows.append(
+            {
+                "source": str(path),
+                "relative_path": relative,
+                "content_hash": content_hash(path),
+                "cluster_name": cluster,
+                "hier_code": f"00-{i:05d}",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def sort_once(src: Path, out: Path, assignment: dict[str, str], mode: str = "copy", **kw):
+    run_id = new_run_id()
+    actions = plan_reorganization(clusters_for(src, assignment), out, "p", mode, kw.get("rename", False), run_id)
+    return actions, execute_plan(out, actions, run_id, dry_run=kw.get("dry_run", False))
+
+
+def tree(out: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in out.rglob("*")
+        if p.is_file() and ".neural-sorter" not in p.parts
+    }
+
+
+FILES = {"a.jpg": b"aaa", "sub/b.jpg": b"bbb", "c.png": b"ccc", "sub/a.jpg": b"other a"}
+ASSIGN = {"a.jpg": "cats", "sub/b.jpg": "dogs", "c.png": "cats", "sub/a.jpg": "cats"}
+
+
+def test_copy_places_every_file_once_and_undo_removes_only_copies(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    actions, report = sort_once(src, out, ASSIGN)
+    placed = tree(out)
+    assert sorted(placed) == ["p/cats/a (2).jpg", "p/cats/a.jpg", "p/cats/c.png", "p/dogs/b.jpg"]
+    assert sorted(placed.values()) == sorted(FILES.values())
+    assert not report.failures
+    manifest = read_manifest(out / ".neural-sorter" / "manifest.csv")
+    assert list(manifest.columns[:5]) == ["source", "destination", "content_hash", "cluster", "action"]
+    assert list(manifest.columns) == MANIFEST_FIELDS
+    assert set(manifest["action"]) == {"copy"}
+    result = undo_last(out)
+    assert result.reverted == 4 and not result.skipped
+    assert tree(out) == {}
+    assert {p: (src / p).read_bytes() for p in FILES} == FILES  # originals untouched
+
+
+def test_rerun_unchanged_keeps_everything(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    sort_once(src, out, ASSIGN)
+    before = tree(out)
+    actions, _ = sort_once(src, out, ASSIGN)
+    assert {a.action for a in actions} == {"keep"}
+    assert tree(out) == before
+
+
+def test_delta_new_moved_cluster_and_deleted_source(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    sort_once(src, out, ASSIGN)
+    (src / "c.png").unlink()
+    (src / "d.jpg").write_bytes(b"ddd")
+    assignment = {"a.jpg": "dogs", "sub/b.jpg": "dogs", "sub/a.jpg": "cats", "d.jpg": "birds"}
+    actions, report = sort_once(src, out, assignment)
+    kinds = {Path(a.source).name if a.action != "remove" else "c.png": a.action for a in actions}
+    assert sorted(a.action for a in actions) == ["copy", "keep", "keep", "relocate", "remove"]
+    assert kinds["d.jpg"] == "copy"
+    placed = tree(out)
+    assert placed["p/dogs/a.jpg"] == b"aaa" and placed["p/birds/d.jpg"] == b"ddd"
+    assert "p/cats/c.png" not in placed
+    trash = list((out / ".neural-sorter" / "trash").rglob("c.png"))
+    assert len(trash) == 1 and trash[0].read_bytes() == b"ccc"
+    undo_last(out)  # back to the first run's tree, c.png restored from the trash
+    assert sorted(tree(out)) == ["p/cats/a (2).jpg", "p/cats/a.jpg", "p/cats/c.png", "p/dogs/b.jpg"]
+
+
+@pytest.mark.parametrize("mode", ["hardlink", "symlink"])
+def test_link_modes_never_touch_sources(tmp_path, mode):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    sort_once(src, out, ASSIGN, mode=mode)
+    target = out / "p" / "dogs" / "b.jpg"
+    if mode == "symlink":
+        assert target.is_symlink() and os.readlink(target) == str(src / "sub" / "b.jpg")
+    else:
+        assert target.stat().st_ino == (src / "sub" / "b.jpg").stat().st_ino
+    undo_last(out)
+    assert tree(out) == {} and {p: (src / p).read_bytes() for p in FILES} == FILES
+
+
+def test_move_and_undo_restores_originals(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    sort_once(src, out, ASSIGN, mode="move")
+    assert not (src / "a.jpg").exists()
+    assert sorted(tree(out).values()) == sorted(FILES.values())
+    # A later run of the emptied source keeps the moved originals (never trashes them).
+    actions, _ = sort_once(src, out, {})
+    assert {a.action for a in actions} == {"keep"}
+    undo_last(out)
+    undo_last(out)
+    assert {p: (src / p).read_bytes() for p in FILES} == FILES
+    assert tree(out) == {}
+
+
+def test_undo_refuses_files_changed_after_placement(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    sort_once(src, out, ASSIGN)
+    edited = out / "p" / "dogs" / "b.jpg"
+    edited.write_bytes(b"user edited this")
+    report = undo_last(out)
+    assert edited.read_bytes() == b"user edited this"
+    assert any("content changed" in reason for _, reason in report.skipped)
+
+
+def test_existing_files_are_never_overwritten(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    (out / "p" / "cats").mkdir(parents=True)
+    (out / ".neural-sorter").mkdir()
+    (out / "p" / "cats" / "a.jpg").write_bytes(b"precious")
+    sort_once(src, out, ASSIGN)
+    assert (out / "p" / "cats" / "a.jpg").read_bytes() == b"precious"
+    undo_last(out)
+    assert (out / "p" / "cats" / "a.jpg").read_bytes() == b"precious"
+
+
+def test_dry_run_writes_only_a_manifest(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    _, report = sort_once(src, out, ASSIGN, dry_run=True)
+    assert tree(out) == {}
+    assert Path(report.manifest).name == "manifest.dry-run.csv"
+    assert len(read_manifest(Path(report.manifest))) == 4
+    with pytest.raises(FileNotFoundError):
+        undo_last(out)
+
+
+def test_rename_prefixes_sortable_codes(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    sort_once(src, out, ASSIGN, rename=True)
+    assert all(Path(p).name.startswith("00-") for p in tree(out))
+
+
+def test_unsafe_output_folders_are_refused(tmp_path):
+    src = make_source(tmp_path / "src", FILES)
+    with pytest.raises(OutputDirError, match="source folder itself"):
+        check_output_dir(src, [src])
+    with pytest.raises(OutputDirError, match="inside the output"):
+        check_output_dir(tmp_path, [src])
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "mine.txt").write_text("x")
+    with pytest.raises(OutputDirError, match="--force"):
+        check_output_dir(stranger, [src])
+    check_output_dir(stranger, [src], force=True)
+    check_output_dir(src / "sorted", [src])  # OUT inside a source is allowed (and excluded from scans)
