@@ -79,10 +79,14 @@ def summarize(store: str, key: str, source: Path) -> dict[str, Any]:
     failed = []
     if manifest is not None:
         bad = manifest[manifest["kind"] == "unsupported"]
-        failed += [{"file": p, "stage": "file_manifest", "reason": r} for p, r in zip(bad["relative_path"], bad["reason"])]
+        failed += [
+            {"file": p, "stage": "file_manifest", "reason": r} for p, r in zip(bad["relative_path"], bad["reason"])
+        ]
     if frames is not None:
         bad = frames[frames["error"].notna()]
-        failed += [{"file": p, "stage": "decoded_frames", "reason": r} for p, r in zip(bad["relative_path"], bad["error"])]
+        failed += [
+            {"file": p, "stage": "decoded_frames", "reason": r} for p, r in zip(bad["relative_path"], bad["error"])
+        ]
     decoded = 0 if frames is None else int(frames.loc[frames["error"].isna(), "relative_path"].nunique())
     sizes = {} if clusters is None else {str(k): int(v) for k, v in clusters["cluster_name"].value_counts().items()}
     summary = {

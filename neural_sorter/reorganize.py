@@ -12,6 +12,7 @@ Safety rules, in order of importance:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import errno
 import os
@@ -399,10 +400,8 @@ def _remove_empty_dirs(out: Path, exclude: Path) -> None:
         path = Path(dirpath)
         if path == out or path.is_relative_to(exclude):
             continue
-        try:
+        with contextlib.suppress(OSError):  # not empty: fine
             path.rmdir()
-        except OSError:
-            pass
 
 
 # -------------------------------------------------------------------------------------------- undo

@@ -62,7 +62,7 @@ ASSIGN = {"a.jpg": "cats", "sub/b.jpg": "dogs", "c.png": "cats", "sub/a.jpg": "c
 def test_copy_places_every_file_once_and_undo_removes_only_copies(tmp_path):
     src = make_source(tmp_path / "src", FILES)
     out = tmp_path / "out"
-    actions, report = sort_once(src, out, ASSIGN)
+    _, report = sort_once(src, out, ASSIGN)
     placed = tree(out)
     assert sorted(placed) == ["p/cats/a (2).jpg", "p/cats/a.jpg", "p/cats/c.png", "p/dogs/b.jpg"]
     assert sorted(placed.values()) == sorted(FILES.values())
@@ -94,7 +94,7 @@ def test_delta_new_moved_cluster_and_deleted_source(tmp_path):
     (src / "c.png").unlink()
     (src / "d.jpg").write_bytes(b"ddd")
     assignment = {"a.jpg": "dogs", "sub/b.jpg": "dogs", "sub/a.jpg": "cats", "d.jpg": "birds"}
-    actions, report = sort_once(src, out, assignment)
+    actions, _ = sort_once(src, out, assignment)
     kinds = {Path(a.source).name if a.action != "remove" else "c.png": a.action for a in actions}
     assert sorted(a.action for a in actions) == ["copy", "keep", "keep", "relocate", "remove"]
     assert kinds["d.jpg"] == "copy"

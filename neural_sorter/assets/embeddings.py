@@ -59,7 +59,7 @@ def embeddings(
             "backend": backend,
             "model_id": encoder.model_id,
             "device": str(device),
-            "dimensions": int(len(table["vector"].iloc[0])) if len(table) else 0,
+            "dimensions": len(table["vector"].iloc[0]) if len(table) else 0,
             **{k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else v for k, v in stats.items()},
         }
     )

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from neural_sorter.decoding.images import decode_jpeg
 from neural_sorter.embedding import resolve_backend
+from neural_sorter.io_managers import read_asset
 from neural_sorter.models.autoencoder import (
     images_to_tensor,
     load_checkpoint,
@@ -17,8 +19,6 @@ from neural_sorter.models.autoencoder import (
 )
 from neural_sorter.models.clip import ClipUnavailable, load_clip
 from neural_sorter.models.preprocess import resize_center_crop
-from neural_sorter.decoding.images import decode_jpeg
-from neural_sorter.io_managers import read_asset
 from neural_sorter.partitions import source_dirs
 from neural_sorter.previews import as_markdown_image, scatter
 from neural_sorter.resources.sorter import SorterResource

@@ -4,7 +4,6 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from pydantic import Field
 

@@ -64,10 +64,9 @@ class ConvAutoencoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         mean, logvar = self.encode(x)
-        if logvar is not None and self.training:
-            z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
-        else:
-            z = mean
+        # Sample only while training a VAE; evaluation and embedding use the mean.
+        sampling = logvar is not None and self.training
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar) if sampling else mean
         return self.decode(z), mean, logvar
 
     @torch.inference_mode()
