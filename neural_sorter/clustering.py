@@ -239,4 +239,89 @@ def cluster_embeddings(
         table["distance_to_centroid"] = np.nan
     counts = table.groupby("content_hash")["relative_path"].transform("count")
     table["duplicate_group"] = np.where(counts > 1, table["content_hash"], None)
+    table["method"] = method
     return table, result
+
+
+def update_clusters(
+    embeddings: pd.DataFrame,
+    vectors: np.ndarray,
+    previous: pd.DataFrame,
+    method: str,
+    signature: str,
+    drift_threshold: float,
+) -> tuple[pd.DataFrame | None, str]:
+    """Keeps existing clusters stable across re-sorts: known files keep their cluster id, name and code, and
+    new files join the nearest existing cluster.
+
+    Returns (None, why) when a full re-cluster is the honest answer: another method, nothing in common, or
+    drift, i.e. the share of added plus removed files above ``drift_threshold`` (a fifth by default: past
+    that, the old centroids no longer describe the folder). For HDBSCAN a new file joins its nearest cluster
+    only when it is no farther from the centroid than that cluster's farthest member; otherwise it is noise.
+    """
+    if "settings" not in previous or not len(previous) or set(previous["settings"]) != {signature}:
+        return None, "clustering settings changed or no earlier clusters"
+    earlier = previous.drop_duplicates("content_hash").set_index("content_hash")
+    known = embeddings["content_hash"].isin(earlier.index).to_numpy()
+    if not known.any():
+        return None, "no file in common with the earlier clusters"
+    removed = (~previous["content_hash"].isin(set(embeddings["content_hash"]))).sum()
+    changed = int((~known).sum() + removed)
+    share = changed / max(1, len(previous))
+    if share > drift_threshold:
+        return None, f"drift: {changed} of {len(previous)} files added or removed ({share:.0%} > {drift_threshold:.0%})"
+    rows = earlier.loc[embeddings["content_hash"].to_numpy()[known]]
+    labels = np.full(len(embeddings), -1, dtype=int)
+    labels[known] = rows["cluster_id"].to_numpy()
+    ids = sorted(i for i in np.unique(labels[known]) if i >= 0)
+    names = {int(r.cluster_id): (r.cluster_name, r.cluster_category, r.category_confidence)
+             for r in previous.drop_duplicates("cluster_id").itertuples(index=False)}
+    codes = np.empty(len(embeddings), dtype=object)
+    codes[known] = rows["hier_code"].to_numpy()
+    if (~known).any() and ids:
+        centroids = np.stack([vectors[known][labels[known] == i].mean(axis=0) for i in ids])
+        nearest = assign_nearest(vectors[~known], centroids)
+        new_labels = np.array(ids)[nearest]
+        if method == "hdbscan":
+            radius = {i: np.linalg.norm(vectors[known][labels[known] == i] - centroids[n], axis=1).max()
+                      for n, i in enumerate(ids)}
+            distance = np.linalg.norm(vectors[~known] - centroids[nearest], axis=1)
+            new_labels = np.where(distance <= np.array([radius[i] for i in new_labels]), new_labels, -1)
+        labels[~known] = new_labels
+        next_rank: dict[int, int] = {}
+        for code, label in zip(codes[known], labels[known]):
+            next_rank[label] = max(next_rank.get(label, 0), int(code.split("-")[1]) + 1)
+        for position in np.flatnonzero(~known):
+            label = labels[position]
+            rank = next_rank.get(label, 0)
+            next_rank[label] = rank + 1
+            codes[position] = f"{'nn' if label < 0 else f'{label:02d}'}-{rank:05d}"
+    elif (~known).any():
+        labels[~known] = -1
+        codes[~known] = [f"nn-{i:05d}" for i in range(int((~known).sum()))]
+    names.setdefault(-1, (UNSORTED, None, None))
+    sizes = pd.Series(labels).value_counts()
+    table = pd.DataFrame(
+        {
+            "relative_path": embeddings["relative_path"].to_numpy(),
+            "content_hash": embeddings["content_hash"].to_numpy(),
+            "cluster_id": labels,
+            "cluster_name": [names[int(label)][0] for label in labels],
+            "cluster_category": [names[int(label)][1] for label in labels],
+            "category_confidence": [names[int(label)][2] for label in labels],
+            "cluster_size": [int(sizes[label]) for label in labels],
+            "hier_code": codes,
+        }
+    )
+    centroids_all = centroids_of(vectors, labels)
+    index_of = {label: n for n, label in enumerate(sorted(i for i in np.unique(labels) if i >= 0))}
+    distance = np.full(len(labels), np.nan, dtype=np.float32)
+    for position, label in enumerate(labels):
+        if label >= 0:
+            distance[position] = np.linalg.norm(vectors[position] - centroids_all[index_of[label]])
+    table["distance_to_centroid"] = distance
+    counts = table.groupby("content_hash")["relative_path"].transform("count")
+    table["duplicate_group"] = np.where(counts > 1, table["content_hash"], None)
+    table["method"] = method
+    table["settings"] = signature
+    return table, f"kept {int(known.sum())} files in place, assigned {int((~known).sum())} new"

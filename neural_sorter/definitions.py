@@ -9,6 +9,7 @@ from neural_sorter.assets.organize import clusters, projection_3d, reorganized_t
 from neural_sorter.io_managers import ParquetIOManagerFactory
 from neural_sorter.jobs import register_source, sort_source_job
 from neural_sorter.resources.sorter import SorterResource
+from neural_sorter.sensors.source_directory import resort_schedule, source_directory_sensor
 
 ALL_ASSETS = [
     file_manifest,
@@ -24,5 +25,7 @@ ALL_ASSETS = [
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     jobs=[sort_source_job, register_source],
+    sensors=[source_directory_sensor],
+    schedules=[resort_schedule],
     resources={"sorter": SorterResource(), "io_manager": ParquetIOManagerFactory()},
 )

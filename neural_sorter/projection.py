@@ -46,3 +46,19 @@ def _pad(coords: np.ndarray) -> np.ndarray:
     if coords.shape[1] < 3:
         coords = np.hstack([coords, np.zeros((len(coords), 3 - coords.shape[1]))])
     return coords.astype(np.float32)
+
+
+def extend_projection(
+    known_vectors: np.ndarray, known_coords: np.ndarray, new_vectors: np.ndarray, neighbours: int = 5
+) -> np.ndarray:
+    """Places new points without moving old ones: the distance-weighted mean of the coordinates of their
+    nearest known neighbours in embedding space. Works the same for UMAP, t-SNE (which has no ``transform``)
+    and PCA, and keeps the map stable between re-sorts."""
+    if not len(new_vectors):
+        return np.zeros((0, 3), dtype=np.float32)
+    k = min(neighbours, len(known_vectors))
+    similarity = new_vectors @ known_vectors.T  # vectors are L2-normalised: cosine similarity
+    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+    weights = np.take_along_axis(similarity, nearest, axis=1).clip(min=1e-6)
+    weights /= weights.sum(axis=1, keepdims=True)
+    return (known_coords[nearest] * weights[..., None]).sum(axis=1).astype(np.float32)

@@ -72,6 +72,11 @@ class SorterConfig(BaseModel):
     max_image_pixels: int = Field(178_956_970, ge=1, description="Decompression-bomb cap in pixels.")
     autoencoder: AutoencoderOptions = Field(default_factory=AutoencoderOptions)
     schedule_cron: str = "0 3 * * *"
+    automation: bool = Field(False, description="Start the sensor and the schedule switched on.")
+    recluster: bool = Field(False, description="Cluster from scratch instead of keeping existing clusters.")
+    drift_threshold: float = Field(
+        0.2, ge=0.0, le=1.0, description="Share of new or removed files that triggers a full re-cluster."
+    )
 
     @field_validator("k")
     @classmethod

@@ -4,15 +4,17 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from neural_sorter.clustering import cluster_embeddings
+from neural_sorter.clustering import ClusterResult, cluster_embeddings, update_clusters
 from neural_sorter.embedding import vectors_of
 from neural_sorter.file_manifest import source_path
+from neural_sorter.io_managers import read_asset
 from neural_sorter.partitions import source_dirs
 from neural_sorter.previews import as_markdown_image, montage, scatter
-from neural_sorter.projection import project_3d
+from neural_sorter.projection import extend_projection, project_3d
 from neural_sorter.reorganize import (
     OutputDirError,
     check_output_dir,
@@ -28,6 +30,7 @@ class ClustersConfig(dg.Config):
     k: str | None = Field(None, description="Number of clusters, or 'auto' (kmeans, hierarchical).")
     min_cluster_size: int | None = Field(None, description="HDBSCAN minimum cluster size.")
     category_threshold: float | None = Field(None, description="Mean zero-shot probability to name a cluster.")
+    recluster: bool | None = Field(None, description="Cluster from scratch instead of keeping existing clusters.")
 
 
 @dg.asset(partitions_def=source_dirs, group_name="organize", kinds={"scikitlearn", "parquet"})
@@ -45,15 +48,34 @@ def clusters(
         k=(int(k) if k not in (None, "auto") else k),
         min_cluster_size=config.min_cluster_size,
         category_threshold=config.category_threshold,
+        recluster=config.recluster,
     )
     started = time.perf_counter()
     vectors = vectors_of(embeddings)
     has_probs = len(embeddings) and embeddings["category_probs"].notna().all()
     categories = options.categories if has_probs else []
-    table, result = cluster_embeddings(
-        embeddings, vectors, options.method, options.k, options.k_range, options.min_cluster_size,
-        categories, options.category_threshold, options.seed,
+    backend = str(embeddings["model_id"].iloc[0]) if len(embeddings) else ""
+    signature = (
+        f"{options.method};k={options.k};range={options.k_range};mcs={options.min_cluster_size};"
+        f"cats={categories};thr={options.category_threshold};seed={options.seed};model={backend}"
     )
+    previous = None if options.recluster else read_asset(sorter.store_root(), "clusters", context.partition_key)
+    table, why = (None, "full re-cluster asked for") if previous is None else update_clusters(
+        embeddings, vectors, previous, options.method, signature, options.drift_threshold
+    )
+    if table is None:
+        context.log.info(f"clustering from scratch: {why}")
+        table, result = cluster_embeddings(
+            embeddings, vectors, options.method, options.k, options.k_range, options.min_cluster_size,
+            categories, options.category_threshold, options.seed,
+        )
+        table["settings"] = signature
+        incremental = False
+    else:
+        context.log.info(f"stable clusters: {why}")
+        result = ClusterResult(table["cluster_id"].to_numpy(), np.zeros((0, 0)), None,
+                               int(table.loc[table["cluster_id"] >= 0, "cluster_id"].nunique()), {"update": why})
+        incremental = True
     seconds = time.perf_counter() - started
     sizes = table.groupby("cluster_name").size().sort_values(ascending=False)
     first_frames = decoded_frames[decoded_frames["error"].isna()].drop_duplicates("relative_path")
@@ -68,6 +90,8 @@ def clusters(
     context.add_output_metadata(
         {
             "method": options.method,
+            "incremental": incremental,
+            "reason": why,
             "clusters": len(sizes),
             "chosen_k": result.chosen_k,
             "silhouette": dg.MetadataValue.float(float(result.silhouette)) if result.silhouette is not None
@@ -103,10 +127,13 @@ def projection_3d(
     """x, y, z per file (seeded), with the cluster it belongs to, for the 3D map."""
     options = sorter.options().updated(projection=config.projection)
     started = time.perf_counter()
-    coords, used = project_3d(vectors_of(embeddings), options.projection, options.seed)
+    vectors = vectors_of(embeddings)
+    previous = None if options.recluster else read_asset(sorter.store_root(), "3d_projection", context.partition_key)
+    coords, used, reused = _incremental_coords(previous, embeddings, vectors, options)
     table = pd.DataFrame(
         {
             "relative_path": embeddings["relative_path"].to_numpy(),
+            "content_hash": embeddings["content_hash"].to_numpy(),
             "x": coords[:, 0],
             "y": coords[:, 1],
             "z": coords[:, 2],
@@ -117,6 +144,7 @@ def projection_3d(
         {
             "method": used,
             "points": len(table),
+            "points_reused": reused,
             "seconds": round(time.perf_counter() - started, 3),
             "preview": dg.MetadataValue.md(
                 as_markdown_image(scatter(coords, table["cluster_id"].fillna(-1).to_numpy(int)), "x/y")
@@ -124,6 +152,22 @@ def projection_3d(
         }
     )
     return table
+
+
+def _incremental_coords(previous, embeddings, vectors, options) -> tuple[np.ndarray, str, int]:
+    """Old points keep their coordinates and new ones are placed among their neighbours, unless the method
+    changed or more than ``drift_threshold`` of the files are new (then the map is recomputed)."""
+    if previous is not None and "content_hash" in previous and len(previous) and len(embeddings):
+        base_method = str(previous["method"].iloc[0]).split(" ")[0]
+        old = previous.drop_duplicates("content_hash").set_index("content_hash")[["x", "y", "z"]]
+        known = embeddings["content_hash"].isin(old.index).to_numpy()
+        if base_method == options.projection and known.any() and (~known).mean() <= options.drift_threshold:
+            coords = np.zeros((len(embeddings), 3), dtype=np.float32)
+            coords[known] = old.loc[embeddings["content_hash"].to_numpy()[known]].to_numpy(np.float32)
+            coords[~known] = extend_projection(vectors[known], coords[known], vectors[~known])
+            return coords, str(previous["method"].iloc[0]), int(known.sum())
+    coords, used = project_3d(vectors, options.projection, options.seed)
+    return coords, used, 0
 
 
 class ReorganizeConfig(dg.Config):

@@ -6,6 +6,7 @@ import io
 import os
 import warnings
 
+import numpy as np
 from PIL import Image, ImageOps
 
 try:  # HEIC/HEIF/AVIF support is optional at runtime even though it is a dependency.
@@ -14,6 +15,14 @@ try:  # HEIC/HEIF/AVIF support is optional at runtime even though it is a depend
     pillow_heif.register_heif_opener()
 except Exception:  # pragma: no cover - only when the wheel is missing on an exotic platform
     pillow_heif = None
+
+
+# Pillow's own bomb check fires at ~89 MP, before JPEG draft decoding could make a 100 MP photo cheap; the
+# cap is enforced here instead, per format (see ``load_image_thumbnail``).
+Image.MAX_IMAGE_PIXELS = None
+
+# A JPEG decoded with ``draft`` is scaled by up to 1/8 per side while decoding, i.e. 1/64 of the pixels.
+_JPEG_DRAFT_FACTOR = 64
 
 
 class DecodeError(Exception):
@@ -29,13 +38,9 @@ def load_image_thumbnail(
     decode; other formats above ``max_pixels`` are refused instead of exhausting memory.
     """
     with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(path)
-        except Image.DecompressionBombError as exc:
-            raise DecodeError(f"image too large ({exc})") from None
-        except Image.DecompressionBombWarning as exc:
-            raise DecodeError(f"image too large ({exc})") from None
         except FileNotFoundError:
             raise DecodeError("file disappeared before it could be decoded") from None
         except OSError as exc:
@@ -43,14 +48,15 @@ def load_image_thumbnail(
     try:
         with image:
             width, height = image.size
+            cap = max_pixels * (_JPEG_DRAFT_FACTOR if image.format == "JPEG" else 1)
+            if width * height > cap:
+                raise DecodeError(
+                    f"image too large: {width}x{height} = {width * height} pixels exceeds the cap of {cap}"
+                    f" (max_image_pixels = {max_pixels}{', x64 for JPEG draft decoding' if cap != max_pixels else ''})"
+                )
             if image.format == "JPEG":
                 scale = short_side / max(1, min(width, height))
                 image.draft("RGB", (max(1, int(width * scale)), max(1, int(height * scale))))
-            elif width * height > max_pixels:
-                raise DecodeError(
-                    f"image too large: {width}x{height} = {width * height} pixels exceeds the cap of "
-                    f"{max_pixels} (max_image_pixels)"
-                )
             image.seek(0)  # first frame of animated GIF/WebP/APNG
             image.load()
             image = ImageOps.exif_transpose(image) or image
@@ -69,9 +75,23 @@ def _flatten_on_white(image: Image.Image) -> Image.Image:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+        return _high_depth_to_rgb(image)
     if image.mode != "RGB":
         return image.convert("RGB")
     return image
+
+
+def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit and float greyscale scaled to 8 bits; Pillow's ``convert`` would clip everything above 255."""
+    array = np.asarray(image, dtype=np.float64)
+    if image.mode == "F":
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low or 1.0) * 255.0
+    else:
+        scaled = array / (257.0 if array.max(initial=0) <= 65535 else array.max() / 255.0)
+    grey = Image.fromarray(np.clip(scaled + 0.5, 0, 255).astype(np.uint8), mode="L")
+    return grey.convert("RGB")
 
 
 def _thumbnail_box(size: tuple[int, int], short_side: int) -> tuple[int, int]:

@@ -81,6 +81,7 @@ def _with_pyav(path: str, wanted: int, short_side: int) -> list[VideoFrame]:
         stream.thread_type = "AUTO"
         total = stream.frames or 0
         decoded: list[tuple[int, float, np.ndarray]] = []
+        all_frames: list[tuple[int, float, np.ndarray]] = []
         try:
             if total > 0:
                 targets = set(candidate_indices(total, wanted))
@@ -101,6 +102,10 @@ def _with_pyav(path: str, wanted: int, short_side: int) -> list[VideoFrame]:
                 raise DecodeError(f"corrupt video: {exc}") from None
     if not decoded:
         raise DecodeError("video has no decodable frames")
+    # Decoding runs in playback order; restore the spread-out-first order that candidate_indices chose.
+    total_seen = total if total > 0 else len(all_frames)
+    rank = {index: n for n, index in enumerate(candidate_indices(total_seen, wanted))}
+    decoded.sort(key=lambda f: rank.get(f[0], len(rank)))
     return _select(decoded, wanted, short_side)
 
 

@@ -1,0 +1,1 @@
+"""Sensors and schedules: re-sorts that run by themselves."""

@@ -1,0 +1,171 @@
+"""The CLIP backend against a tiny, randomly initialised checkpoint saved locally (no download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from neural_sorter import embedding
+from neural_sorter.decoding.frames import DecodeOptions, decode_manifest
+from neural_sorter.embedding import (
+    BackendUnavailable,
+    build_embeddings,
+    clip_encoder,
+    embed_thumbnails,
+    encoder_for,
+    resolve_backend,
+)
+from neural_sorter.file_manifest import build_file_manifest
+from neural_sorter.models import clip as clip_module
+from neural_sorter.models.clip import ClipUnavailable, load_clip
+from neural_sorter_tests.tiny_clip import IMAGE_SIZE, PROJECTION_DIM
+
+CPU = torch.device("cpu")
+MISSING = "no-such-org/no-such-model"
+CATEGORIES = ["a photo of a bird", "a photo of a fish", "a photo of fruit"]
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No hub access, and a fresh failure cache so earlier tests cannot answer for this one."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(clip_module, "_FAILURES", {})
+
+
+def test_load_clip_from_local_folder(tiny_clip_dir: Path) -> None:
+    clip = load_clip(str(tiny_clip_dir))
+
+    assert clip.image_size == IMAGE_SIZE
+    assert clip.revision == "local"
+    assert clip.logit_scale > 0
+    pixels = clip.preprocess(Image.new("RGB", (50, 40), (200, 10, 10)))
+    assert pixels.shape == (3, IMAGE_SIZE, IMAGE_SIZE) and pixels.dtype == np.float32
+
+    texts = clip.embed_texts(CATEGORIES)
+    assert texts.shape == (3, PROJECTION_DIM)
+    assert texts.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, atol=1e-5)
+    assert not np.allclose(texts[0], texts[1]) and not np.allclose(texts[1], texts[2])
+
+
+def test_text_embedding_does_not_depend_on_padding(tiny_clip_dir: Path) -> None:
+    clip = load_clip(str(tiny_clip_dir))
+    alone = clip.embed_texts(["bird"])[0]
+    padded = clip.embed_texts(["bird", "a much longer description of a tropical fish"])[0]
+    np.testing.assert_allclose(alone, padded, atol=1e-5)
+
+
+def test_missing_model_offline_raises_with_instructions(offline: None) -> None:
+    with pytest.raises(ClipUnavailable) as info:
+        load_clip(MISSING)
+    message = str(info.value)
+    assert MISSING in message
+    assert "--clip-model" in message
+    assert "--backend cnn" in message
+
+    assert (MISSING, "cpu") in clip_module._FAILURES
+    with pytest.raises(ClipUnavailable) as again:
+        load_clip(MISSING)
+    assert again.value is info.value  # the failure is remembered, not retried
+
+
+def test_encoder_for_missing_clip_is_backend_unavailable(offline: None) -> None:
+    with pytest.raises(BackendUnavailable, match="--backend cnn"):
+        encoder_for("clip", MISSING, CPU, None)
+
+
+def test_resolve_backend_auto_prefers_loadable_clip(tiny_clip_dir: Path) -> None:
+    assert resolve_backend("auto", str(tiny_clip_dir), CPU) == ("clip", [])
+
+
+def test_resolve_backend_explicit_choice_is_kept(offline: None) -> None:
+    assert resolve_backend("cnn", MISSING, CPU) == ("cnn", [])
+    assert clip_module._FAILURES == {}  # nothing was even tried
+
+
+def test_resolve_backend_auto_falls_back_to_cnn_offline(offline: None) -> None:
+    backend, notes = resolve_backend("auto", MISSING, CPU)
+    assert backend == "cnn"
+    assert len(notes) == 1
+    assert notes[0].startswith("clip unavailable: ")
+    assert MISSING in notes[0] and "--clip-model" in notes[0]
+
+
+@pytest.fixture
+def decoded(tuxpaint_sample, make_video) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(manifest, decoded_frames) for six real images in three class folders plus one synthetic video."""
+    root = tuxpaint_sample(2)
+    (root / "videos").mkdir()
+    make_video("images/videos/intro.mp4")  # same tmp_path as the sample
+    manifest = build_file_manifest(root)
+    frames, stats = decode_manifest(manifest, DecodeOptions(thumbnail_size=64, frames_per_video=3, workers=2))
+    assert stats == {"reused": 0, "decoded": 7, "failed": 0}
+    return manifest, frames
+
+
+def test_build_embeddings_with_clip(tiny_clip_dir: Path, decoded) -> None:
+    manifest, frames = decoded
+    encoder = clip_encoder(str(tiny_clip_dir), CPU)
+    assert encoder.backend == "clip" and encoder.clip is not None
+    category_vectors = encoder.clip.embed_texts(CATEGORIES)
+
+    table, stats = build_embeddings(frames, encoder, CATEGORIES, category_vectors, batch_size=4)
+
+    assert list(table.columns) == embedding.EMBEDDING_COLUMNS
+    assert sorted(table["relative_path"]) == sorted(manifest["relative_path"])  # one row per file
+    assert table["relative_path"].is_unique
+    assert (table["backend"] == "clip").all()
+    assert (table["model_id"] == f"{tiny_clip_dir}@local").all()
+    assert not table["reused"].any()
+    assert stats["files"] == 7 and stats["embedded"] == 7 and stats["frames_embedded"] == 9
+    hashes = dict(zip(manifest["relative_path"], manifest["content_hash"], strict=True))
+    assert (table["content_hash"] == table["relative_path"].map(hashes)).all()
+
+    for row in table.itertuples():
+        assert row.vector.dtype == np.float32 and row.vector.shape == (PROJECTION_DIM,)
+        assert np.linalg.norm(row.vector) == pytest.approx(1.0, abs=1e-5)
+        probs = np.asarray(row.category_probs)
+        assert probs.shape == (3,) and (probs >= 0).all()
+        assert probs.sum() == pytest.approx(1.0, abs=1e-5)
+        assert row.top_category in CATEGORIES
+        assert row.top_category == CATEGORIES[int(probs.argmax())]
+        assert row.top_probability == pytest.approx(float(probs.max()))
+        assert row.frames == (3 if row.kind == "video" else 1)
+
+    # An image's vector is its thumbnail's embedding; a video's is the normalised mean of its frames'.
+    by_path = table.set_index("relative_path")
+    image_path = next(p for p in by_path.index if p.endswith(".png"))
+    thumb = frames.loc[frames["relative_path"] == image_path, "thumbnail"].iloc[0]
+    image_vector = by_path.loc[image_path, "vector"]
+    np.testing.assert_allclose(image_vector, embed_thumbnails([thumb], encoder)[0], atol=1e-5)
+    video_thumbs = list(frames.loc[frames["relative_path"] == "videos/intro.mp4", "thumbnail"])
+    mean = embed_thumbnails(video_thumbs, encoder).mean(axis=0)
+    video_vector = by_path.loc["videos/intro.mp4", "vector"]
+    np.testing.assert_allclose(video_vector, mean / np.linalg.norm(mean), atol=1e-5)
+    assert not np.allclose(image_vector, video_vector)  # a cut-out and frames of noise differ
+
+    again, stats2 = build_embeddings(frames, encoder, CATEGORIES, category_vectors, reuse=table)
+    assert stats2["embedded"] == 0 and stats2["frames_embedded"] == 0
+    assert stats2["reused"] == 7
+    assert again["reused"].all()
+    assert list(again["relative_path"]) == list(table["relative_path"])
+    for before, after in zip(table.itertuples(), again.itertuples(), strict=True):
+        np.testing.assert_array_equal(before.vector, after.vector)
+        np.testing.assert_allclose(before.category_probs, after.category_probs, atol=1e-6)
+        assert before.top_category == after.top_category
+
+
+def test_reuse_ignores_vectors_of_another_model(tiny_clip_dir: Path, decoded) -> None:
+    _, frames = decoded
+    encoder = clip_encoder(str(tiny_clip_dir), CPU)
+    table, _ = build_embeddings(frames, encoder)
+    assert table["category_probs"].isna().all() and table["top_category"].isna().all()  # no categories given
+
+    stale = table.assign(model_id="some-other-model@abc")
+    _, stats = build_embeddings(frames, encoder, reuse=stale)
+    assert stats["embedded"] == 7 and stats["reused"] == 0
