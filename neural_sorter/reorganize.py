@@ -161,20 +161,27 @@ def plan_reorganization(
     by_source = {row.source: row for row in placed.itertuples(index=False)}
     taken: set[str] = set(placed["destination"])
     actions: list[Action] = []
-    wanted_sources: set[str] = set()
-    ordered = files.sort_values("relative_path").itertuples(index=False) if len(files) else []
+    ordered = list(files.sort_values("relative_path").itertuples(index=False)) if len(files) else []
+    wanted_sources = {row.source for row in ordered}
+    # Placements whose source vanished, by content: a renamed or moved source takes its old placement along.
+    orphans: dict[str, list] = {}
+    for source, earlier in by_source.items():
+        if source not in wanted_sources and os.path.lexists(earlier.destination):
+            orphans.setdefault(earlier.content_hash, []).append(earlier)
     for row in ordered:
         source = row.source
-        wanted_sources.add(source)
         name = os.path.basename(row.relative_path)
         if rename:
             name = f"{row.hier_code}_{name}"
         folder = base / row.cluster_name
         earlier = by_source.get(source)
+        if earlier is None and orphans.get(row.content_hash) and mode != "move":
+            earlier = orphans[row.content_hash].pop()
+            by_source.pop(earlier.source)
         if earlier is not None and earlier.content_hash == row.content_hash and os.path.lexists(earlier.destination):
             if Path(earlier.destination).parent == folder and (
                 not rename or os.path.basename(earlier.destination).startswith(f"{row.hier_code}_")
-            ):
+            ) and (earlier.action != "symlink" or earlier.source == source):
                 actions.append(_act(earlier.destination, row, "keep", partition, run_id, source))
             else:
                 target = _unique_name(folder, name, taken)

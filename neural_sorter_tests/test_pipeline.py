@@ -23,6 +23,7 @@ ASSETS = [
 ]
 
 pytestmark = pytest.mark.slow
+SORT_JOB = defs.resolve_job_def("sort_source")  # at import, before any short-lived test instance exists
 
 
 def real_images(dest: Path, per_class: int = 4) -> list[Path]:
@@ -57,7 +58,7 @@ def test_whole_graph_materializes_for_one_partition(tmp_path, monkeypatch):
     out = tmp_path / "out"
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
-        result = defs.resolve_job_def("sort_source").execute_in_process(
+        result = SORT_JOB.execute_in_process(
             instance=instance,
             partition_key=key,
             run_config={

@@ -6,6 +6,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -83,22 +84,16 @@ def decode_manifest(
     so unchanged, renamed or moved files are never decoded twice.
     """
     todo = manifest[manifest["kind"].isin(["image", "video"])]
-    reusable: dict[str, pd.DataFrame] = {}
-    if reuse is not None and len(reuse):
-        ok = reuse[reuse["error"].isna()]
-        reusable = {h: g for h, g in ok.groupby("content_hash", sort=False)}
     pieces: list[pd.DataFrame] = []
-    pending = []
-    for row in todo.itertuples(index=False):
-        cached = reusable.get(row.content_hash)
-        if cached is not None:
-            piece = cached.copy()
-            piece["relative_path"] = row.relative_path
-            piece["kind"] = row.kind
-            pieces.append(piece)
-        else:
-            pending.append(row)
-    stats = {"reused": len(todo) - len(pending), "decoded": 0, "failed": 0}
+    hit = np.zeros(len(todo), dtype=bool)
+    if reuse is not None and len(reuse):
+        ok = reuse[reuse["error"].isna()].drop(columns=["relative_path", "kind"])
+        ok = ok.drop_duplicates(["content_hash", "frame_index"])
+        hit = todo["content_hash"].isin(set(ok["content_hash"])).to_numpy()
+        if hit.any():
+            pieces.append(todo.loc[hit, ["relative_path", "content_hash", "kind"]].merge(ok, on="content_hash"))
+    pending = list(todo[~hit].itertuples(index=False))
+    stats = {"reused": int(hit.sum()), "decoded": 0, "failed": 0}
     with ThreadPoolExecutor(max_workers=worker_count(options.workers)) as pool:
         results = pool.map(lambda r: decode_file(source_path(r.path_bytes), r.kind, options), pending)
         for row, frame_rows in tqdm(

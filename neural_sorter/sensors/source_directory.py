@@ -94,5 +94,5 @@ def resort_schedule(context: dg.ScheduleEvaluationContext):
     keys = context.instance.get_dynamic_partitions(source_dirs.name)
     if not keys:
         return dg.SkipReason("no registered sources")
-    stamp = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time else "manual"
+    stamp = context.scheduled_execution_time.isoformat()
     return [dg.RunRequest(partition_key=key, run_key=f"{stamp}:{key}", tags={"trigger": "schedule"}) for key in keys]
