@@ -116,8 +116,8 @@ def _row(
     relative: str, path: Path, size: int | None, mtime_ns: int | None, kind: str, reason: str | None
 ) -> dict[str, object]:
     return {
-        "relative_path": _safe_text(relative),
-        "path": _safe_text(os.fspath(path)),
+        "relative_path": display_text(relative),
+        "path": display_text(os.fspath(path)),
         "path_bytes": os.fsencode(path),
         "size": size,
         "mtime_ns": mtime_ns,
@@ -134,8 +134,9 @@ def source_path(path_bytes: bytes) -> str:
     return os.fsdecode(path_bytes)
 
 
-def _safe_text(value: str) -> str:
-    """Keeps names that are not valid UTF-8 round-trippable (surrogateescape) yet storable in Parquet."""
+def display_text(value: str) -> str:
+    """A valid-UTF-8 rendering of a file name for tables and logs (Parquet rejects the surrogates that
+    undecodable names carry); the real name stays in ``path_bytes``."""
     try:
         value.encode("utf-8")
         return value

@@ -110,7 +110,8 @@ def history_files(out: Path) -> list[Path]:
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype=str, keep_default_na=False)
+    # Paths that are not valid UTF-8 were written with surrogateescape; read them back the same way.
+    return pd.read_csv(path, dtype=object, keep_default_na=False, encoding_errors="surrogateescape")
 
 
 def current_placements(out: Path, partition: str) -> pd.DataFrame:
@@ -126,14 +127,27 @@ def current_placements(out: Path, partition: str) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------- planning
 
 
+# Most filesystems allow 255 bytes per name; leave room for " (NNN)" collision suffixes.
+_NAME_BYTES = 240
+
+
+def _fit(stem: str, tail: str) -> str:
+    """Shortens ``stem`` (never the extension) so ``stem + tail`` fits in ``_NAME_BYTES`` bytes."""
+    encoded = stem.encode("utf-8", "surrogateescape")
+    room = _NAME_BYTES - len(tail.encode("utf-8", "surrogateescape"))
+    if len(encoded) <= room:
+        return stem + tail
+    return encoded[: max(1, room)].decode("utf-8", "ignore") + tail
+
+
 def _unique_name(folder: Path, name: str, taken: set[str]) -> Path:
     """``name``, or ``stem (2).ext`` and so on: never a name that exists on disk or was already planned."""
     stem, dot, ext = name.rpartition(".")
-    if not stem:
+    if not stem or len(ext) > 16:
         stem, dot, ext = name, "", ""
-    candidate, n = folder / name, 2
+    candidate, n = folder / _fit(stem, f"{dot}{ext}"), 2
     while str(candidate) in taken or os.path.lexists(candidate):
-        candidate = folder / f"{stem} ({n}){dot}{ext}"
+        candidate = folder / _fit(stem, f" ({n}){dot}{ext}")
         n += 1
     taken.add(str(candidate))
     return candidate
@@ -179,6 +193,10 @@ def plan_reorganization(
             earlier = orphans[row.content_hash].pop()
             by_source.pop(earlier.source)
         if earlier is not None and earlier.content_hash == row.content_hash and os.path.lexists(earlier.destination):
+            if earlier.action == "move":
+                # A move killed between link and unlink: the original is still in the source. Finish it.
+                actions.append(_act(earlier.destination, row, "move", partition, run_id, source))
+                continue
             if Path(earlier.destination).parent == folder and (
                 not rename or os.path.basename(earlier.destination).startswith(f"{row.hier_code}_")
             ) and (earlier.action != "symlink" or earlier.source == source):
@@ -377,6 +395,7 @@ def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = 
         write_manifest(manifest, actions)
         return ReorganizeReport(run_id, str(manifest), _count(actions))
     partition = actions[0].partition if actions else "empty"
+    _remove_stale_temporaries(out / partition)
     history = folder / "history" / f"{run_id}-{partition}.csv"
     write_manifest(history, actions)
     write_manifest(folder / MANIFEST_NAME, actions)
@@ -392,6 +411,14 @@ def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = 
         _fsync_dir(parent)
     _remove_empty_dirs(out, exclude=folder)
     return report
+
+
+def _remove_stale_temporaries(tree: Path) -> None:
+    """Half-written copies left by a killed run: they never got a real name, so nothing refers to them."""
+    if tree.is_dir():
+        for stale in tree.rglob(".ns-tmp-*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
 
 
 def _count(actions: list[Action]) -> dict[str, int]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import shutil
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ from neural_sorter.decoding.frames import FRAME_COLUMNS, DecodeOptions, decode_m
 from neural_sorter.decoding.images import DecodeError, decode_jpeg, load_image_thumbnail
 from neural_sorter.decoding.videos import is_informative, load_video_frames
 from neural_sorter.file_manifest import build_file_manifest
-from neural_sorter_tests.media import BAND_BASE, BAND_STEP, write_video
+from neural_sorter_tests.media import BAND_BASE, BAND_STEP, png_header_only, write_video
 
 RED = (255, 0, 0)
 GREEN = (0, 255, 0)
@@ -159,17 +157,9 @@ def test_png_over_max_pixels_is_refused_with_the_cap_in_the_message(tmp_path: Pa
     assert load_image_thumbnail(path, 32, max_pixels=20_000).size == (64, 32)
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
-
-
 def test_decompression_bomb_is_a_decode_error(tmp_path: Path) -> None:
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only(20_000, 20_000))  # 400 megapixels declared in a 57-byte file
+    path.write_bytes(png_header_only(20_000, 20_000))  # 400 megapixels declared in a 57-byte file
     with pytest.raises(DecodeError, match="too large"):
         load_image_thumbnail(path, 32, DecodeOptions().max_image_pixels)
 

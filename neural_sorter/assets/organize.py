@@ -10,12 +10,13 @@ from pydantic import Field
 
 from neural_sorter.clustering import ClusterResult, cluster_embeddings, update_clusters
 from neural_sorter.embedding import vectors_of
-from neural_sorter.file_manifest import source_path
+from neural_sorter.file_manifest import display_text, source_path
 from neural_sorter.io_managers import read_asset
 from neural_sorter.partitions import source_dirs
 from neural_sorter.previews import as_markdown_image, montage, scatter
 from neural_sorter.projection import extend_projection, project_3d
 from neural_sorter.reorganize import (
+    Action,
     OutputDirError,
     check_output_dir,
     execute_plan,
@@ -201,7 +202,8 @@ def reorganized_tree(
     except OutputDirError as exc:
         raise dg.Failure(str(exc)) from None
     files = clusters.merge(file_manifest[["relative_path", "path_bytes"]], on="relative_path", how="left")
-    files["source"] = [source_path(b) for b in files["path_bytes"]]
+    # object dtype: undecodable names carry surrogates that pandas' Arrow-backed strings refuse
+    files["source"] = pd.Series([source_path(b) for b in files["path_bytes"]], index=files.index, dtype=object)
     run_id = new_run_id()
     actions = plan_reorganization(files, out, context.partition_key, options.mode, options.rename, run_id)
     report = execute_plan(out, actions, run_id, dry_run=options.dry_run)
@@ -217,8 +219,10 @@ def reorganized_tree(
             "failures": len(report.failures),
         }
     )
-    table = pd.DataFrame([a.__dict__ for a in actions])
     failed = dict(report.failures)
-    table["error"] = [failed.get(s) for s in table["source"]] if len(table) else []
+    rows = [
+        {**{k: display_text(v) for k, v in a.__dict__.items()}, "error": failed.get(a.source)} for a in actions
+    ]  # display_text: Parquet needs valid UTF-8; the manifest CSV keeps the real names
+    table = pd.DataFrame(rows, columns=[*Action.__dataclass_fields__, "error"])
     table["dry_run"] = options.dry_run
     return table
