@@ -14,6 +14,20 @@ from neural_sorter_tests.tiny_clip import make_tiny_clip
 TUXPAINT_DIR = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tuxpaint8"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests never touch the user's own neural-sorter home or Dagster instance: each session gets its own."""
+    import os
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="neural-sorter-test-home-"))
+    (home / "dagster").mkdir()
+    os.environ["NEURAL_SORTER_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    os.environ.pop("NEURAL_SORTER_STORE", None)
+    os.environ.pop("NEURAL_SORTER_CONFIG", None)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
