@@ -52,6 +52,8 @@ def _op_config(args: argparse.Namespace) -> dict[str, Any]:
     put("reorganized_tree", "dry_run", True if args.dry_run else None)
     put("reorganized_tree", "force", True if args.force else None)
     put("trained_autoencoder", "retrain", True if args.retrain else None)
+    put("clusters", "recluster", True if args.recluster else None)
+    put("3d_projection", "recluster", True if args.recluster else None)
     return ops
 
 
@@ -264,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("--dry-run", action="store_true", help="write only the manifest")
     sort.add_argument("--force", action="store_true", help="allow a non-empty OUT not made by neural-sorter")
     sort.add_argument("--retrain", action="store_true", help="retrain the autoencoder even if frames are unchanged")
+    sort.add_argument("--recluster", action="store_true", help="cluster from scratch, not keeping clusters stable")
     sort.add_argument("--seed", type=int)
     sort.add_argument("--json", action="store_true", help="print one JSON summary per source")
     sort.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")

@@ -109,6 +109,7 @@ def clusters(
 
 class ProjectionConfig(dg.Config):
     projection: str | None = Field(None, description="umap | tsne | pca")
+    recluster: bool | None = Field(None, description="Recompute the whole map instead of placing new points.")
 
 
 @dg.asset(
@@ -126,7 +127,7 @@ def projection_3d(
     clusters: pd.DataFrame,
 ) -> pd.DataFrame:
     """x, y, z per file (seeded), with the cluster it belongs to, for the 3D map."""
-    options = sorter.options().updated(projection=config.projection)
+    options = sorter.options().updated(projection=config.projection, recluster=config.recluster)
     started = time.perf_counter()
     vectors = vectors_of(embeddings)
     previous = None if options.recluster else read_asset(sorter.store_root(), "3d_projection", context.partition_key)
