@@ -24,15 +24,14 @@ class RegisterSourceConfig(dg.Config):
 @dg.op
 def register_source_folder(
     context: dg.OpExecutionContext, config: RegisterSourceConfig, sorter: SorterResource
-) -> str:
-    """Adds a folder to the source registry and as a ``source_dirs`` partition; returns its key."""
+) -> None:
+    """Adds a folder to the source registry and as a ``source_dirs`` partition (no output: nothing to store)."""
     path = os.path.abspath(os.path.expanduser(config.path))
     if not os.path.isdir(path):
         raise dg.Failure(f"{path} is not a folder")
     key = sorter.registry().add(path)
     context.instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
     context.log.info(f"registered {path} as partition {key}")
-    return key
 
 
 @dg.job(description="Register a source folder as a partition (then materialize it from the asset graph).")

@@ -24,6 +24,7 @@ ASSETS = [
 
 pytestmark = pytest.mark.slow
 SORT_JOB = defs.resolve_job_def("sort_source")  # at import, before any short-lived test instance exists
+REGISTER_JOB = defs.resolve_job_def("register_source")
 
 
 def real_images(dest: Path, per_class: int = 4) -> list[Path]:
@@ -46,6 +47,23 @@ def test_definitions_validate():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {a.key.to_user_string() for a in defs.resolve_all_asset_specs()} == set(ASSETS)
+
+
+def test_register_source_job_adds_a_partition(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEURAL_SORTER_STORE", str(tmp_path / "store"))
+    with dg.instance_for_test() as instance:
+        result = REGISTER_JOB.execute_in_process(
+            instance=instance, run_config={"ops": {"register_source_folder": {"config": {"path": str(tmp_path)}}}}
+        )
+        assert result.success
+        (key,) = instance.get_dynamic_partitions(PARTITIONS_NAME)
+    assert SourceRegistry(str(tmp_path / "store")).resolve(key) == tmp_path
+    with dg.instance_for_test() as instance:
+        failed = REGISTER_JOB.execute_in_process(
+            instance=instance, raise_on_error=False,
+            run_config={"ops": {"register_source_folder": {"config": {"path": str(tmp_path / "nope")}}}},
+        )
+        assert not failed.success and instance.get_dynamic_partitions(PARTITIONS_NAME) == []
 
 
 def test_whole_graph_materializes_for_one_partition(tmp_path, monkeypatch):
