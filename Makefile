@@ -10,7 +10,7 @@ TORCH_SPEC ?= torch==2.13.0
 export DAGSTER_HOME ?= $(or $(NEURAL_SORTER_HOME),$(HOME)/.neural-sorter)/dagster
 export NEURAL_SORTER_HOME ?= $(HOME)/.neural-sorter
 
-.PHONY: install sort test test-fast lint demo ui bench browser-deps clean
+.PHONY: install sort test test-fast lint demo ui bench browser-deps clean view
 
 install: $(STAMP)
 
@@ -28,8 +28,17 @@ sort: install
 lint: install
 	$(BIN)/ruff check .
 
-test: install lint
+test: install lint browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The viewer's end-to-end test drives Debian's Chromium; installed here when missing and we may (root + apt).
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium + chromium-driver for the viewer's browser test"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "note: chromium/chromedriver missing and not root: the browser test will be skipped"; fi
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
@@ -39,6 +48,9 @@ demo: install
 
 ui: install
 	$(BIN)/python -m neural_sorter.launcher ui --host 127.0.0.1 --port $(or $(PORT),3000)
+
+view: install
+	$(BIN)/neural-sorter view --port $(or $(PORT),8050)
 
 bench: install
 	$(BIN)/python bench/quality.py --backend cnn --method kmeans --k 8
