@@ -31,7 +31,7 @@ def embeddings(
     device = sorter.torch_device()
     backend, notes = resolve_backend(options.backend, options.clip_model, device)
     for note in notes:
-        context.log.warning(note)
+        context.log.info(note)  # clip_model already warned about an unavailable CLIP
     context.log.info(f"backend: {backend} (requested {options.backend}) on {device}")
     try:
         encoder = encoder_for(backend, options.clip_model, device, load_trained(trained_autoencoder, device))
