@@ -1,0 +1,1 @@
+"""The neural-sorter viewer: a Dash app over the Parquet store (``python -m dash_viewer``)."""

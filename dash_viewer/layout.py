@@ -1,0 +1,251 @@
+"""The page skeleton. It is rebuilt for every page load, already filled for the newest partition, so the
+first paint needs no callback round trip; callbacks only run when the user (or a newer materialization)
+changes something."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import dcc, html
+
+from dash_viewer import views
+from dash_viewer.data import NO_CATEGORY, PartitionData, ViewerStore
+from dash_viewer.figures import drawn_state, empty_figure, map_3d
+
+GRAPH_CONFIG: dict[str, Any] = {
+    "displaylogo": False,
+    "scrollZoom": True,
+    "responsive": True,
+    "modeBarButtonsToRemove": ["toImage", "resetCameraLastSave3d", "hoverClosest3d"],
+}
+GRAPH_2D_CONFIG: dict[str, Any] = {
+    **GRAPH_CONFIG,
+    "modeBarButtonsToRemove": ["toImage", "autoScale2d", "hoverClosestCartesian", "hoverCompareCartesian"],
+}
+
+
+def filter_options(data: PartitionData | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Cluster and category dropdown entries with their sizes, biggest first."""
+    if data is None:
+        return [], []
+    points = data.points
+    sizes = points.groupby(["cluster_id", "cluster_name"]).size().reset_index(name="n")
+    clusters = [
+        {"label": f"{row.cluster_name} ({row.n})", "value": int(row.cluster_id)}
+        for row in sizes.sort_values(["cluster_id"]).itertuples()
+    ]
+    counts = points["top_category"].fillna(NO_CATEGORY).value_counts()
+    if not data.has_categories:
+        return clusters, []
+    categories = [{"label": f"{name} ({n})", "value": name} for name, n in counts.items()]
+    return clusters, categories
+
+
+def color_options(data: PartitionData | None) -> list[dict[str, Any]]:
+    has = data is not None and data.has_categories
+    return [
+        {"label": "Cluster", "value": "cluster"},
+        {"label": "Category", "value": "category", "disabled": not has,
+         "title": "" if has else "zero-shot categories need CLIP with categories configured"},
+    ]
+
+
+def _section(title: str, *children: Any, hint: str | None = None) -> html.Div:
+    return html.Div(
+        [html.Div(title, className="section-label"), *children, html.Div(hint, className="hint") if hint else None],
+        className="side-section",
+    )
+
+
+def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
+    """The whole page, pre-rendered for the most recently materialized partition."""
+    keys = viewer.partitions()
+    key = keys[0] if keys else None
+    data = viewer.load(key) if key else None
+    info = viewer.materialization(key) if key else None
+    cluster_opts, category_opts = filter_options(data)
+    figure = map_3d(data) if data is not None else empty_figure()
+    unmarked = {"version": data.version, "selected": None, "results": []} if data is not None else None
+    return html.Div(
+        [
+            dcc.Store(id="version", data={"partition": key, "version": data.version} if data else None),
+            dcc.Store(id="shown", data={"partition": key, "version": data.version} if data else None),
+            dcc.Store(id="selected", data=None),
+            dcc.Store(id="results", data=None),
+            dcc.Store(id="lasso", data=[]),
+            dcc.Store(id="drawn-3d", data=drawn_state(data, "cluster", [], [], "") if data else None),
+            dcc.Store(id="drawn-2d", data=None),
+            dcc.Store(id="marked-3d", data=unmarked),
+            dcc.Store(id="marked-2d", data=None),
+            dcc.Store(id="built-gallery", data=None),
+            dcc.Store(id="gallery-limits", data={}),
+            dcc.Interval(id="poll", interval=poll_ms),
+            dcc.Download(id="download"),
+            html.Header(
+                [
+                    html.Div(
+                        [html.Span(className="logo"), html.Span("neural-sorter", className="brand-name"),
+                         html.Span("viewer", className="brand-sub")],
+                        className="brand",
+                    ),
+                    dcc.Dropdown(
+                        id="partition",
+                        options=views.partition_options(keys, viewer.sources()),
+                        value=key,
+                        clearable=False,
+                        searchable=True,
+                        placeholder="No partitions yet",
+                        className="partition-picker",
+                    ),
+                    html.Div(views.run_info(info) if info else [], id="run-info", className="run-info"),
+                    html.Div(id="reload-note", className="reload-note"),
+                ],
+                className="topbar",
+            ),
+            html.Main(
+                [
+                    html.Aside(
+                        [
+                            _section(
+                                "Colour by",
+                                dcc.RadioItems(
+                                    id="color-by", options=color_options(data), value="cluster", inline=True,
+                                    className="segmented", inputClassName="seg-input", labelClassName="seg-label",
+                                ),
+                            ),
+                            _section(
+                                "Filter",
+                                dcc.Dropdown(id="filter-cluster", options=cluster_opts, multi=True,
+                                             placeholder="All clusters", className="field"),
+                                dcc.Dropdown(id="filter-category", options=category_opts, multi=True,
+                                             placeholder="All categories", className="field",
+                                             disabled=not category_opts),
+                                dcc.Input(id="filter-name", type="search", placeholder="File name contains…",
+                                          debounce=0.35, className="field input"),
+                            ),
+                            _section(
+                                "Search by text",
+                                html.Div(
+                                    [
+                                        dcc.Input(id="text-query", type="search", placeholder="e.g. a red car",
+                                                  debounce=False, className="input grow", n_submit=0),
+                                        html.Button("Search", id="text-search", n_clicks=0, className="btn primary"),
+                                    ],
+                                    className="row",
+                                ),
+                                dcc.Loading(html.Div(id="search-message", className="message"), type="dot",
+                                            color="#8ab4ff"),
+                                hint="Ranks pictures by CLIP similarity to your words (CLIP backend only).",
+                            ),
+                            _section(
+                                "Selection",
+                                html.Div("Nothing lassoed yet.", id="lasso-summary", className="summary"),
+                                html.Button("Download CSV of paths", id="download-selection", n_clicks=0,
+                                            disabled=True, className="btn"),
+                                hint="Switch to “2D select” and draw a lasso or box around points.",
+                            ),
+                        ],
+                        className="sidebar",
+                    ),
+                    html.Section(
+                        [
+                            html.Div(
+                                [
+                                    html.Div(
+                                        [
+                                            dcc.RadioItems(
+                                                id="view",
+                                                options=[
+                                                    {"label": "3D map", "value": "3d"},
+                                                    {"label": "2D select", "value": "2d"},
+                                                    {"label": "Gallery", "value": "gallery"},
+                                                ],
+                                                value="3d", inline=True, className="segmented",
+                                                inputClassName="seg-input", labelClassName="seg-label",
+                                            ),
+                                            html.Div(
+                                                f"{len(data):,} shown" if data is not None else "",
+                                                id="count", className="count",
+                                            ),
+                                        ],
+                                        className="toolbar",
+                                    ),
+                                    html.Div(
+                                        [
+                                            html.Div(
+                                                [
+                                                    dcc.Graph(id="map-3d", figure=figure, config=GRAPH_CONFIG,
+                                                              clear_on_unhover=True, className="graph"),
+                                                    dcc.Tooltip(id="tip-3d", className="tip", direction="right",
+                                                                background_color="rgba(18,21,30,0.96)",
+                                                                border_color="rgba(255,255,255,0.12)"),
+                                                    views.empty_store(str(viewer.root)) if data is None else None,
+                                                ],
+                                                id="pane-3d", className="pane active",
+                                            ),
+                                            html.Div(
+                                                [
+                                                    dcc.Graph(id="map-2d", figure=empty_figure(),
+                                                              config=GRAPH_2D_CONFIG, clear_on_unhover=True,
+                                                              className="graph"),
+                                                    dcc.Tooltip(id="tip-2d", className="tip", direction="right",
+                                                                background_color="rgba(18,21,30,0.96)",
+                                                                border_color="rgba(255,255,255,0.12)"),
+                                                ],
+                                                id="pane-2d", className="pane",
+                                            ),
+                                            html.Div(id="pane-gallery", className="pane gallery"),
+                                        ],
+                                        className="panes",
+                                    ),
+                                ],
+                                className="card map-card",
+                            ),
+                            html.Div(
+                                [
+                                    html.Div(
+                                        [
+                                            html.Div("Results", id="results-title", className="card-title"),
+                                            html.Div(
+                                                [
+                                                    html.Button("CSV", id="download-results", n_clicks=0,
+                                                                className="btn ghost small",
+                                                                title="download these results as CSV"),
+                                                    html.Button("Clear", id="clear-results", n_clicks=0,
+                                                                className="btn ghost small"),
+                                                ],
+                                                className="row",
+                                            ),
+                                        ],
+                                        className="card-head",
+                                    ),
+                                    dcc.Loading(html.Div(views.results_placeholder(), id="results-body",
+                                                         className="results-body"), type="dot", color="#8ab4ff"),
+                                ],
+                                id="results-card",
+                                className="card results-card empty",
+                            ),
+                        ],
+                        className="center",
+                    ),
+                    html.Aside(
+                        [
+                            html.Div(
+                                [
+                                    html.Div("Details", className="card-title"),
+                                    html.Button("More like this", id="more-like-this", n_clicks=0, disabled=True,
+                                                className="btn primary small"),
+                                ],
+                                className="card-head",
+                            ),
+                            html.Div(views.detail_panel(data, None), id="detail",
+                                     className="detail-body"),
+                        ],
+                        className="card detail-card",
+                    ),
+                ],
+                className="body",
+            ),
+        ],
+        className="app",
+    )

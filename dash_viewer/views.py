@@ -1,0 +1,305 @@
+"""Page fragments as plain functions of the data: header chips, thumbnail tiles, detail, results, gallery.
+
+They return Dash components and touch no callback state, so tests can call them directly and the callbacks
+stay thin.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from urllib.parse import quote
+
+import numpy as np
+from dash import dcc, html
+
+from dash_viewer.data import Materialization, PartitionData, neighbours, top_categories
+from dash_viewer.figures import MUTED, group_color, groups
+
+GALLERY_PAGE = 12
+GALLERY_MAX_GROUPS = 40
+
+
+def thumb_url(key: str, idx: int, version: str, small: bool = False) -> str:
+    """The only way the page refers to a picture: partition, integer id and the data version (cache key)."""
+    return f"/thumb/{quote(key, safe='')}/{int(idx)}?v={quote(version, safe='')}" + ("&s=1" if small else "")
+
+
+def cluster_color(cluster_id: int) -> str:
+    return MUTED if cluster_id < 0 else group_color(int(cluster_id))
+
+
+def relative_time(when: datetime, now: datetime | None = None) -> str:
+    """'just now', '5 min ago', '3 h ago', '2 days ago': how fresh the data is at a glance."""
+    now = now or datetime.now(timezone.utc)
+    seconds = max(0.0, (now - when).total_seconds())
+    if seconds < 45:
+        return "just now"
+    if seconds < 3600:
+        return f"{round(seconds / 60)} min ago"
+    if seconds < 86400:
+        return f"{round(seconds / 3600)} h ago"
+    days = round(seconds / 86400)
+    return f"{days} day{'s' if days != 1 else ''} ago"
+
+
+def _chip(text: str, title: str | None = None, kind: str = "", chip_id: str | None = None) -> html.Span:
+    props = {"id": chip_id} if chip_id else {}
+    return html.Span(text, title=title or text, className=f"chip {kind}".strip(), **props)
+
+
+def run_info(info: Materialization, now: datetime | None = None) -> list[html.Span]:
+    """The header line that says exactly which materialization is on screen."""
+    local = info.updated.astimezone()
+    model = info.model_id or ""
+    short_model = model.rsplit("@", 1)[0].rstrip("/").rsplit("/", 1)[-1] if model else ""
+    backend = " · ".join(x for x in (info.backend, short_model) if x) or "backend unknown"
+    chips = [
+        _chip(f"{info.files:,} files", f"{info.files} files in this partition", "strong", chip_id="file-count"),
+        _chip(f"{info.clusters} clusters"),
+        _chip(backend, f"embeddings: {info.backend} {model}".strip()),
+        _chip(info.method or "projection unknown", "3D projection method"),
+        _chip(
+            f"updated {local:%Y-%m-%d %H:%M} · {relative_time(info.updated, now)}",
+            f"3d_projection written {local:%Y-%m-%d %H:%M:%S %Z}; newer materializations load automatically",
+        ),
+    ]
+    if info.run_id:
+        chips.append(_chip(f"run {info.run_id[:8]}", f"Dagster run {info.run_id}", "mono"))
+    return chips
+
+
+def partition_options(keys: list[str], sources: dict[str, str]) -> list[dict[str, str]]:
+    """Dropdown entries: the folder's name and path where known, the partition key otherwise."""
+    options = []
+    for key in keys:
+        source = sources.get(key)
+        if source:
+            name = os.path.basename(source.rstrip("/\\")) or source
+            options.append({"label": f"{name} — {source}", "value": key, "title": f"{source}\npartition {key}"})
+        else:
+            options.append({"label": key, "value": key, "title": f"partition {key}"})
+    return options
+
+
+def tile(
+    data: PartitionData,
+    idx: int,
+    where: str,
+    caption: str | None = None,
+    badge: str | None = None,
+    active: bool = False,
+) -> html.Button:
+    """A clickable thumbnail; its id carries only the point id, which the click callback validates.
+
+    Two components per tile (button + img; caption is plain text, the cluster dot and the score badge are
+    CSS pseudo-elements): Dash's renderer does work per component on every update, and a gallery page
+    holds hundreds of tiles.
+    """
+    name = str(data.points["name"].iat[idx])
+    cid = int(data.points["cluster_id"].iat[idx])
+    extra = {"data-badge": badge} if badge else {}
+    return html.Button(
+        [html.Img(src=thumb_url(data.key, idx, data.version, small=True), alt=name, draggable="false"),
+         caption if caption is not None else name],
+        id={"type": "thumb", "where": where, "idx": int(idx)},
+        n_clicks=0,
+        title=f"{data.points['relative_path'].iat[idx]}\n{data.points['cluster_name'].iat[idx]}",
+        className="tile active" if active else "tile",
+        style={"--swatch": cluster_color(cid)},
+        **extra,
+    )
+
+
+def tooltip_content(data: PartitionData, idx: int) -> list[object]:
+    """What hovering a point shows: its thumbnail, file name and cluster."""
+    points = data.points
+    cid = int(points["cluster_id"].iat[idx])
+    category = points["top_category"].iat[idx]
+    return [
+        html.Img(src=thumb_url(data.key, idx, data.version), className="tip-img"),
+        html.Div(str(points["name"].iat[idx]), className="tip-name"),
+        html.Div(
+            [
+                html.Span(className="swatch", style={"background": cluster_color(cid)}),
+                str(points["cluster_name"].iat[idx]),
+                html.Span(f" · {category}", className="muted") if category else None,
+            ],
+            className="tip-meta",
+        ),
+    ]
+
+
+def detail_panel(data: PartitionData | None, idx: int | None, k: int = 8) -> list[object]:
+    """The selected file: large picture, path, cluster, top categories and nearest neighbours."""
+    if data is None or idx is None or data.valid_id(idx) is None:
+        return [
+            html.Div(
+                [
+                    html.Div("◎", className="empty-icon"),
+                    html.Div("Nothing selected", className="empty-title"),
+                    html.Div(
+                        "Click a point on the map or a thumbnail to see the picture, its cluster and its look-alikes.",
+                        className="empty-text",
+                    ),
+                ],
+                className="empty-state",
+            )
+        ]
+    row = data.points.iloc[idx]
+    cid = int(row["cluster_id"])
+    facts: list[object] = [
+        _fact("Cluster", [html.Span(className="swatch", style={"background": cluster_color(cid)}),
+                          str(row["cluster_name"])]),
+    ]
+    facts.append(_fact("Cluster size", f"{int((data.points['cluster_id'] == cid).sum()):,} files"))
+    if isinstance(row.get("hier_code"), str):
+        facts.append(_fact("Sort code", html.Code(row["hier_code"])))
+    if isinstance(row.get("kind"), str):
+        facts.append(_fact("Kind", row["kind"]))
+    if isinstance(row.get("duplicate_group"), str):
+        copies = int((data.points["duplicate_group"] == row["duplicate_group"]).sum())
+        facts.append(_fact("Duplicates", f"{copies} identical files"))
+    cats = top_categories(data, idx)
+    category_block: object
+    if cats:
+        category_block = html.Div(
+            [
+                html.Div(
+                    [
+                        html.Span(name, className="bar-label"),
+                        html.Span(html.Span(style={"width": f"{max(2.0, p * 100):.0f}%"}), className="bar-track"),
+                        html.Span(f"{p:.0%}", className="bar-value"),
+                    ],
+                    className="bar-row",
+                )
+                for name, p in cats
+            ],
+            className="bars",
+        )
+    else:
+        category_block = html.Div(
+            "No zero-shot categories: they come from CLIP with categories configured.", className="muted small"
+        )
+    ids, scores = neighbours(data, idx, k)
+    neighbour_block = (
+        html.Div([tile(data, int(i), "neighbour", caption="", badge=f"{s:.2f}") for i, s in zip(ids, scores)],
+                 className="grid")
+        if len(ids)
+        else html.Div("No embedding vector for this file.", className="muted small")
+    )
+    return [
+        html.A(
+            html.Img(src=thumb_url(data.key, idx, data.version), className="hero", alt=str(row["name"])),
+            href=thumb_url(data.key, idx, data.version), target="_blank", className="hero-link",
+        ),
+        html.H2(str(row["name"]), id="detail-name", className="detail-name", title=str(row["relative_path"])),
+        html.Div(
+            [html.Code(str(row["path"]), className="path", id="detail-path"),
+             dcc.Clipboard(content=str(row["path"]), className="copy", title="copy path")],
+            className="path-row",
+        ),
+        html.Div(facts, className="facts"),
+        html.Div("Top categories", className="section-label"),
+        category_block,
+        html.Div("Nearest neighbours", className="section-label"),
+        neighbour_block,
+    ]
+
+
+def _fact(label: str, value: object) -> html.Div:
+    return html.Div([html.Span(label, className="fact-label"), html.Span(value, className="fact-value")],
+                    className="fact")
+
+
+def results_panel(data: PartitionData, ids: list[int], scores: list[float], selected: int | None) -> list[object]:
+    """Search / "more like this" hits as a grid, best first, with their similarity."""
+    valid = [(int(i), float(s)) for i, s in zip(ids, scores) if data.valid_id(i) is not None]
+    if not valid:
+        return [html.Div("No matches with the current filters.", className="muted small pad")]
+    return [
+        html.Div(
+            [tile(data, i, "result", badge=f"{s:.2f}", active=i == selected) for i, s in valid],
+            className="grid results-grid",
+        )
+    ]
+
+
+def results_placeholder() -> list[object]:
+    """The results strip when empty. It keeps its place so the map never changes size under the user (and a
+    50,000-point WebGL scene is not redrawn just because a panel appeared)."""
+    return [
+        html.Div(
+            [
+                html.Span("✦", className="placeholder-icon"),
+                html.Span(["Pick a picture and press ", html.Strong("More like this"),
+                           ", or search by text: the closest matches line up here, best first."]),
+            ],
+            className="results-placeholder",
+        )
+    ]
+
+
+def gallery(
+    data: PartitionData, color_by: str, mask: np.ndarray | None, limits: dict[str, int] | None = None
+) -> list[object]:
+    """A grid of thumbnails per cluster (or category), most typical members first; pages of 12 on demand."""
+    limits = limits or {}
+    blocks: list[object] = []
+    order = data.points["distance_to_centroid"].to_numpy(dtype=np.float64, na_value=np.nan)
+    codes = data.points["hier_code"].astype(str).to_numpy()
+    all_groups = groups(data, color_by, mask)
+    for group in all_groups[:GALLERY_MAX_GROUPS]:
+        ids = group.ids
+        ranked = ids[np.lexsort((codes[ids], np.nan_to_num(order[ids], nan=np.inf)))]
+        shown = int(limits.get(group.key, GALLERY_PAGE))
+        more = len(ranked) - shown
+        blocks.append(
+            html.Section(
+                [
+                    html.Div(
+                        [
+                            html.Span(className="swatch lg", style={"background": group.color}),
+                            html.Span(group.label, className="gallery-title"),
+                            html.Span(f"{len(ids):,} files", className="muted"),
+                        ],
+                        className="gallery-head",
+                    ),
+                    html.Div([tile(data, int(i), "gallery") for i in ranked[:shown]], className="grid"),
+                    html.Button(
+                        f"Show {min(more, 24)} more of {more:,}",
+                        id={"type": "gallery-more", "group": group.key},
+                        n_clicks=0,
+                        className="btn ghost small more",
+                    )
+                    if more > 0
+                    else None,
+                ],
+                className="gallery-group",
+            )
+        )
+    if len(all_groups) > GALLERY_MAX_GROUPS:
+        blocks.append(html.Div(f"{len(all_groups) - GALLERY_MAX_GROUPS} more groups: narrow the filters to see them.",
+                               className="muted small pad"))
+    if not blocks:
+        blocks.append(html.Div("No files match the filters.", className="muted pad"))
+    return blocks
+
+
+def empty_store(store: str) -> html.Div:
+    """Shown instead of the map when the store has no materialized partition yet."""
+    return html.Div(
+        [
+            html.Div("◇", className="empty-icon"),
+            html.Div("No materialized partitions yet", className="empty-title"),
+            html.Div(
+                [
+                    "Sort a folder first: ",
+                    html.Code("neural-sorter sort ~/Pictures --out ~/Pictures-sorted"),
+                    f". The viewer reads {store} and will pick it up by itself.",
+                ],
+                className="empty-text",
+            ),
+        ],
+        className="empty-state wide",
+    )

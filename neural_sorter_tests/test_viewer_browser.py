@@ -1,0 +1,290 @@
+"""The viewer end to end in a real headless Chromium: real images, real clicks, hover, lasso, CSV, live reload.
+
+Needs Debian's ``chromium`` and ``chromium-driver`` (``apt-get install -y chromium chromium-driver``); skipped
+with that instruction when they are missing. Leaves a screenshot in ``test-artifacts/viewer.png``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from dash_viewer.data import ViewerStore
+from dash_viewer.figures import FIRST_GROUP_TRACE, drawn_state, group_ids
+from neural_sorter_tests.viewer_store import build_store, copy_images, tuxpaint_available, write_asset
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+CHROMIUM = Path(os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium"))
+CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+N_IMAGES = 30
+TIMEOUT = 30
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The viewer on a free localhost port, over a store materialized from 30 real images."""
+    if not tuxpaint_available():
+        pytest.skip("real-image data set ../shared/datasets/tuxpaint8 not found")
+    from werkzeug.serving import make_server
+
+    from dash_viewer.app import create_app
+
+    root = tmp_path_factory.mktemp("viewer-e2e")
+    images = copy_images(root / "photos", N_IMAGES)
+    store = root / "store"
+    key = build_store(store, images, backend="cnn", projection="pca", k=4)
+    app = create_app(store, poll_ms=700, stat_ttl=0.2, run_lookup=False)
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="viewer-e2e", daemon=True)
+    thread.start()
+    try:
+        yield {"url": f"http://127.0.0.1:{server.server_port}/", "store": store, "key": key, "images": images,
+               "downloads": root / "downloads"}
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(served: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(
+            f"browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install -y chromium chromium-driver"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
+        "--window-size=1600,1000", "--force-device-scale-factor=1",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    served["downloads"].mkdir(parents=True, exist_ok=True)
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(served["downloads"]), "download.prompt_for_download": False}
+    )
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd(  # a fixed 1600x1000 viewport whatever the window decorations
+        "Emulation.setDeviceMetricsOverride", {"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
+    )
+    with contextlib.suppress(Exception):  # older drivers: the download preference above is enough
+        driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(served["downloads"])}
+        )
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver: Any, condition: Callable[[Any], Any], message: str, timeout: float = TIMEOUT) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
+
+
+def text_of(driver: Any, element_id: str) -> str:
+    """The element's visible text, or "" while it is missing or being re-rendered."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        found = driver.find_elements(By.ID, element_id)
+        return found[0].text if found else ""
+    except StaleElementReferenceException:
+        return ""
+
+
+def choose_view(driver: Any, label: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.XPATH, f"//div[@id='view']//label[.//span[normalize-space()='{label}']]").click()
+
+
+def point_offset(driver: Any, curve: int, number: int) -> tuple[float, float]:
+    """Pixel offset from the 2D graph's centre of point ``number`` of trace ``curve``, from plotly's own axes."""
+    offset = driver.execute_script(
+        """
+        const gd = document.querySelector('#map-2d .js-plotly-plot');
+        const size = gd._fullLayout._size, xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const full = gd._fullData[arguments[0]];
+        if (!full) { return null; }
+        const rect = gd.getBoundingClientRect();
+        const i = arguments[1];
+        return [size.l + xa.l2p(full.x[i]) - rect.width / 2, size.t + ya.l2p(full.y[i]) - rect.height / 2];
+        """,
+        curve,
+        number,
+    )
+    assert offset is not None, f"trace {curve} is not on the 2D map"
+    return float(offset[0]), float(offset[1])
+
+
+def points_box(driver: Any) -> tuple[float, float, float, float]:
+    """(left, top, right, bottom) of all points, as offsets from the 2D graph's centre."""
+    return tuple(
+        driver.execute_script(
+            """
+            const gd = document.querySelector('#map-2d .js-plotly-plot');
+            const size = gd._fullLayout._size, xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+            const rect = gd.getBoundingClientRect();
+            let box = [Infinity, Infinity, -Infinity, -Infinity];
+            for (let t = 2; t < gd._fullData.length; t++) {
+                const full = gd._fullData[t];
+                for (let i = 0; i < full.x.length; i++) {
+                    const px = size.l + xa.l2p(full.x[i]) - rect.width / 2;
+                    const py = size.t + ya.l2p(full.y[i]) - rect.height / 2;
+                    box = [Math.min(box[0], px), Math.min(box[1], py), Math.max(box[2], px), Math.max(box[3], py)];
+                }
+            }
+            return box;
+            """
+        )
+    )
+
+
+def test_viewer_in_a_real_browser(served: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver, key, store = browser, served["key"], served["store"]
+    projection = pd.read_parquet(store / "3d_projection" / f"{key}.parquet")
+    names = [p.rsplit("/", 1)[-1] for p in projection["relative_path"]]
+    driver.get(served["url"])
+
+    # opens on the latest materialization and says what it is
+    wait_for(driver, lambda d: text_of(d, "file-count") == f"{N_IMAGES} files", "header never said '30 files'")
+    assert text_of(driver, "count") == f"{N_IMAGES} shown"
+    header = text_of(driver, "run-info")
+    assert "4 clusters" in header and "cnn" in header and "pca" in header
+    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#map-3d .legend .traces")) == 4,
+             "3D legend with one entry per cluster")
+    driver.execute_script("window.__sameDocument = true;")
+
+    # text search explains itself for a non-CLIP partition
+    driver.find_element(By.CSS_SELECTOR, "#text-query").send_keys("a red car")
+    driver.find_element(By.ID, "text-search").click()
+    wait_for(driver, lambda d: "CLIP embeddings" in text_of(d, "search-message"), "text search message")
+
+    # the file-name filter redraws the map with fewer traces (and plotly must not choke on the trace ids)
+    only = names[0]
+    driver.find_element(By.CSS_SELECTOR, "#filter-name").send_keys(only)
+    wait_for(driver, lambda d: text_of(d, "count") == f"1 of {N_IMAGES} shown", "name filter applied")
+    wait_for(driver, lambda d: d.execute_script(
+        "return document.querySelectorAll('#map-3d .legend .traces').length") == 1, "legend shows one group")
+    driver.find_element(By.CSS_SELECTOR, "#filter-name").send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+    wait_for(driver, lambda d: text_of(d, "count") == f"{N_IMAGES} shown", "name filter cleared")
+    wait_for(driver, lambda d: d.execute_script(
+        "return document.querySelectorAll('#map-3d .legend .traces').length") == 4, "legend back to 4 groups")
+
+    # gallery: a real click on a thumbnail shows that file in the detail panel
+    choose_view(driver, "Gallery")
+    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pane-gallery .tile")) == N_IMAGES,
+             "gallery shows every file of this small partition")
+    tile = driver.find_elements(By.CSS_SELECTOR, "#pane-gallery .tile")[5]
+    expected = tile.get_attribute("title").splitlines()[0].rsplit("/", 1)[-1]
+    tile.click()
+    wait_for(driver, lambda d: text_of(d, "detail-name") == expected, f"detail panel never showed {expected}")
+    assert text_of(driver, "detail-path").endswith(expected)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#detail .tile")) == 8  # nearest neighbours
+
+    # more like this: ranked look-alikes, all thumbnails really load, the picture itself excluded
+    driver.find_element(By.ID, "more-like-this").click()
+    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results-body .tile")) == N_IMAGES - 1,
+             "more like this listed the other files")
+    assert "More like " + expected in text_of(driver, "results-title")
+    result_names = [t.get_attribute("title").splitlines()[0].rsplit("/", 1)[-1]
+                    for t in driver.find_elements(By.CSS_SELECTOR, "#results-body .tile")]
+    assert expected not in result_names
+    wait_for(driver, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#results-body img')].every(i => i.complete && i.naturalWidth > 0)"
+    ), "result thumbnails did not load")
+
+    # 2D view: hovering a point shows its thumbnail, clicking it selects it
+    choose_view(driver, "2D select")
+    wait_for(driver, lambda d: d.execute_script(
+        "const g = document.querySelector('#map-2d .js-plotly-plot');"
+        "return !!(g && g._fullData && g._fullData.length >= 6);"), "2D map rendered")
+    data = ViewerStore(store, run_lookup=False).load(key)
+    traces = group_ids(data, drawn_state(data, "cluster", None, None, None))
+    target = int(traces[1][2])  # the third point of the second cluster: trace 3, point 2
+    dx, dy = point_offset(driver, FIRST_GROUP_TRACE + 1, 2)
+    graph = driver.find_element(By.ID, "map-2d")
+    ActionChains(driver).move_to_element_with_offset(graph, dx, dy).perform()
+    wait_for(driver, lambda d: names[target] in text_of(d, "tip-2d"), "hover tooltip with the file name")
+    wait_for(driver, lambda d: d.execute_script(
+        "const i = document.querySelector('#tip-2d img'); return !!(i && i.complete && i.naturalWidth > 0);"),
+        "hover thumbnail loaded")
+    ActionChains(driver).move_to_element_with_offset(graph, dx, dy).click().perform()
+    wait_for(driver, lambda d: text_of(d, "detail-name") == names[target], "click on a 2D point selects it")
+
+    # lasso around every point, then download the selection as CSV
+    left, top, right, bottom = points_box(driver)
+    pad = 18
+    (ActionChains(driver)
+     .move_to_element_with_offset(graph, right + pad, bottom + pad).click_and_hold()
+     .move_by_offset(0, -(bottom - top + 2 * pad)).move_by_offset(-(right - left + 2 * pad) / 2, 0)
+     .move_by_offset(-(right - left + 2 * pad) / 2, 0).move_by_offset(0, bottom - top + 2 * pad)
+     .move_by_offset((right - left + 2 * pad) / 2, 0).move_by_offset((right - left + 2 * pad) / 2 - 2, 0)
+     .release().perform())
+    wait_for(driver, lambda d: text_of(d, "lasso-summary") == f"{N_IMAGES} files selected", "lasso selection")
+    driver.find_element(By.ID, "download-selection").click()
+    target_csv = served["downloads"] / f"{key}-selection.csv"
+    wait_for(driver, lambda d: target_csv.exists() and target_csv.stat().st_size > 0, "CSV download")
+    rows = list(csv.DictReader(target_csv.open()))
+    assert len(rows) == N_IMAGES
+    assert {Path(r["path"]) for r in rows} == {served["images"] / p for p in projection["relative_path"]}
+
+    # back to the 3D map for the picture of the whole thing
+    choose_view(driver, "3D map")
+    wait_for(driver, lambda d: "Nothing lassoed" not in text_of(d, "lasso-summary"), "selection kept")
+    time.sleep(0.8)
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert driver.save_screenshot(str(ARTIFACTS / "viewer.png"))
+
+    # a newer materialization shows up by itself, without reloading the page
+    newer = projection.iloc[:25].copy()
+    write_asset(store, "3d_projection", key, newer)
+    later = time.time_ns() + 2 * 10**9
+    os.utime(store / "3d_projection" / f"{key}.parquet", ns=(later, later))
+    wait_for(driver, lambda d: text_of(d, "file-count") == "25 files", "newer materialization picked up")
+    wait_for(driver, lambda d: text_of(d, "count") == "25 shown", "map redrawn with the newer data")
+    assert "Newer materialization loaded" in text_of(driver, "reload-note")
+    assert driver.execute_script("return window.__sameDocument === true;"), "the page was reloaded"
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert not errors, errors
+
+
+def test_copy_of_store_is_not_needed_for_thumbnails(served: dict[str, Any], browser: Any) -> None:
+    """Thumbnails come from the store alone: with the source folder gone, pictures still load."""
+    from selenium.webdriver.common.by import By
+
+    moved = served["images"].with_name("photos-moved")
+    shutil.move(served["images"], moved)
+    try:
+        browser.get(served["url"])
+        wait_for(browser, lambda d: text_of(d, "file-count").endswith(" files"), "page loaded")
+        choose_view(browser, "Gallery")
+        wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pane-gallery .tile img")) > 0, "gallery")
+        wait_for(browser, lambda d: d.execute_script(
+            "const imgs = [...document.querySelectorAll('#pane-gallery img')];"
+            "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"), "thumbnails loaded")
+    finally:
+        shutil.move(moved, served["images"])
