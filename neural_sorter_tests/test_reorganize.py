@@ -190,3 +190,38 @@ def test_unsafe_output_folders_are_refused(tmp_path):
         check_output_dir(stranger, [src])
     check_output_dir(stranger, [src], force=True)
     check_output_dir(src / "sorted", [src])  # OUT inside a source is allowed (and excluded from scans)
+
+
+def test_move_across_devices_verifies_the_copy_before_removing_the_source(tmp_path, monkeypatch):
+    import errno
+
+    import neural_sorter.reorganize as reorganize
+
+    src = make_source(tmp_path / "src", {"a.jpg": b"precious bytes"})
+    out = tmp_path / "out"
+    real_link = os.link
+
+    def no_cross_device_links(source, destination):
+        if str(source).startswith(str(src)):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real_link(source, destination)
+
+    monkeypatch.setattr(reorganize.os, "link", no_cross_device_links)
+    corrupting = {"on": True}
+    real_copy = reorganize._copy_to_temp
+
+    def flaky_copy(source, folder):
+        tmp = real_copy(source, folder)
+        if corrupting["on"]:
+            tmp.write_bytes(b"bit rot")
+        return tmp
+
+    monkeypatch.setattr(reorganize, "_copy_to_temp", flaky_copy)
+    _, report = sort_once(src, out, {"a.jpg": "c"}, mode="move")
+    assert (src / "a.jpg").read_bytes() == b"precious bytes"  # a bad copy never costs the original
+    assert report.failures and "does not match" in report.failures[0][1]
+    assert tree(out) == {}
+    corrupting["on"] = False
+    undo_last(out)
+    sort_once(src, out, {"a.jpg": "c"}, mode="move")
+    assert not (src / "a.jpg").exists() and tree(out) == {"p/c/a.jpg": b"precious bytes"}
