@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from sklearn.cluster import AgglomerativeClustering, KMeans
+from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 UNSORTED = "unsorted"
 # Above this many points hierarchical clustering is fitted on a sample and the rest assigned by nearest
 # centroid, so no n x n distance matrix is ever built.
 HIERARCHICAL_SAMPLE = 5000
+# Above this many points, k-means with k='auto' picks k on a random sample of this size, then fits k-means
+# once on every point starting from that sample's centroids: the cost of choosing k stops growing with n.
+KMEANS_SAMPLE = 10_000
+# HDBSCAN's space trees crawl and its density estimates blur in high dimensions (10,000 x 512 took over three
+# minutes): vectors with more dimensions than this are reduced with PCA to this many first.
+HDBSCAN_DIMS = 50
 _SILHOUETTE_SAMPLE = 4000
 
 
@@ -49,19 +58,24 @@ def kmeans(vectors: np.ndarray, k: int | str, k_range: tuple[int, int], seed: in
         return ClusterResult(np.zeros(n, dtype=int), centroids_of(vectors, np.zeros(n, dtype=int)), None, 1)
     if k == "auto":
         low, high = k_range[0], min(k_range[1], n - 1)
+        sampled = n > KMEANS_SAMPLE
+        rng = np.random.default_rng(seed)
+        fit_on = vectors[np.sort(rng.choice(n, KMEANS_SAMPLE, replace=False))] if sampled else vectors
         scores: dict[int, float] = {}
         models: dict[int, KMeans] = {}
         for candidate in range(min(low, high), high + 1):
-            model = KMeans(candidate, n_init=4, random_state=seed).fit(vectors)
+            model = KMeans(candidate, n_init=4, random_state=seed).fit(fit_on)
             models[candidate] = model
-            scores[candidate] = _silhouette(vectors, model.labels_, seed) or -1.0
+            scores[candidate] = _silhouette(fit_on, model.labels_, seed) or -1.0
         best = max(scores, key=lambda c: (scores[c], -c))
         model = models[best]
-        labels = model.labels_
-        return ClusterResult(
-            labels, model.cluster_centers_.astype(np.float32), scores[best], best,
-            {"silhouette_by_k": {int(c): round(s, 4) for c, s in scores.items()}},
-        )
+        details: dict[str, object] = {"silhouette_by_k": {int(c): round(s, 4) for c, s in scores.items()}}
+        silhouette = scores[best]
+        if sampled:  # one fit on everything, from the sample's centroids
+            model = KMeans(best, init=model.cluster_centers_, n_init=1, random_state=seed).fit(vectors)
+            silhouette = _silhouette(vectors, model.labels_, seed)
+            details["k_chosen_on"] = KMEANS_SAMPLE
+        return ClusterResult(model.labels_, model.cluster_centers_.astype(np.float32), silhouette, best, details)
     chosen = max(1, min(int(k), n))
     model = KMeans(chosen, n_init=10, random_state=seed).fit(vectors)
     return ClusterResult(
@@ -77,16 +91,19 @@ def hierarchical(vectors: np.ndarray, k: int | str, k_range: tuple[int, int], se
     rng = np.random.default_rng(seed)
     sample_idx = np.sort(rng.choice(n, HIERARCHICAL_SAMPLE, replace=False)) if n > HIERARCHICAL_SAMPLE else None
     fit_on = vectors[sample_idx] if sample_idx is not None else vectors
-    if k == "auto":
-        low, high = k_range[0], min(k_range[1], len(fit_on) - 1)
-        scores = {}
-        for candidate in range(min(low, high), high + 1):
-            labels = AgglomerativeClustering(candidate, linkage="ward").fit_predict(fit_on)
-            scores[candidate] = _silhouette(fit_on, labels, seed) or -1.0
-        chosen = max(scores, key=lambda c: (scores[c], -c))
-    else:
-        chosen = max(1, min(int(k), len(fit_on)))
-    labels = AgglomerativeClustering(chosen, linkage="ward").fit_predict(fit_on)
+    # The Ward tree does not depend on k: built once (cached by joblib for the duration of this call), then
+    # cut at each candidate k.
+    with tempfile.TemporaryDirectory(prefix="neural-sorter-ward-") as cache:
+        if k == "auto":
+            low, high = k_range[0], min(k_range[1], len(fit_on) - 1)
+            scores = {}
+            for candidate in range(min(low, high), high + 1):
+                labels = AgglomerativeClustering(candidate, linkage="ward", memory=cache).fit_predict(fit_on)
+                scores[candidate] = _silhouette(fit_on, labels, seed) or -1.0
+            chosen = max(scores, key=lambda c: (scores[c], -c))
+        else:
+            chosen = max(1, min(int(k), len(fit_on)))
+        labels = AgglomerativeClustering(chosen, linkage="ward", memory=cache).fit_predict(fit_on)
     centroids = centroids_of(fit_on, labels)
     if sample_idx is not None:
         labels = assign_nearest(vectors, centroids)
@@ -97,23 +114,33 @@ def hierarchical(vectors: np.ndarray, k: int | str, k_range: tuple[int, int], se
 
 
 def hdbscan_clusters(vectors: np.ndarray, min_cluster_size: int, seed: int) -> ClusterResult:
-    """HDBSCAN; points it calls noise get label -1 and end up in the ``unsorted`` folder."""
+    """HDBSCAN; points it calls noise get label -1 and end up in the ``unsorted`` folder.
+
+    Vectors of more than ``HDBSCAN_DIMS`` dimensions are clustered in their first ``HDBSCAN_DIMS`` principal
+    components (the details say so, with the share of variance kept); centroids, silhouette and distances
+    stay in the original space.
+    """
     import hdbscan
 
     n = len(vectors)
     if n < max(3, min_cluster_size):
         labels = np.zeros(n, dtype=int)
         return ClusterResult(labels, centroids_of(vectors, labels), None, 1, {"note": "too few files: one cluster"})
+    details: dict[str, object] = {}
+    data = vectors
+    if vectors.shape[1] > HDBSCAN_DIMS and n > HDBSCAN_DIMS:
+        pca = PCA(HDBSCAN_DIMS, random_state=seed)
+        data = pca.fit_transform(vectors)
+        details["pca_dims"] = HDBSCAN_DIMS
+        details["pca_variance_kept"] = round(float(pca.explained_variance_ratio_.sum()), 4)
     model = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size, min_samples=max(1, min_cluster_size // 2), prediction_data=True,
-        core_dist_n_jobs=1,
-    ).fit(vectors.astype(np.float64))
+        min_cluster_size=min_cluster_size, min_samples=max(1, min_cluster_size // 2),
+        core_dist_n_jobs=max(1, os.cpu_count() or 1),
+    ).fit(data.astype(np.float64))
     labels = model.labels_.astype(int)
     found = len(set(labels) - {-1})
-    return ClusterResult(
-        labels, centroids_of(vectors, labels), _silhouette(vectors, labels, seed), found,
-        {"noise": int((labels < 0).sum())},
-    )
+    details["noise"] = int((labels < 0).sum())
+    return ClusterResult(labels, centroids_of(vectors, labels), _silhouette(vectors, labels, seed), found, details)
 
 
 def assign_nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 8192) -> np.ndarray:

@@ -1,13 +1,20 @@
 """The ``embeddings`` stage: one L2-normalised float32 vector per file from the chosen backend.
 
 Thumbnails are decoded and preprocessed in worker threads a few batches ahead of the model, so decoding
-overlaps inference; only a bounded number of batches is ever in memory.
+overlaps inference; only a bounded number of batches is ever in memory. ``decode_and_embed`` does the
+``decoded_frames`` and ``embeddings`` stages in one pass: source files are decoded in worker threads while
+the model embeds the files decoded before them (``bench/throughput.py`` measures both ways).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
+import queue
+import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,7 +26,9 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from neural_sorter.decoding.frames import FRAME_COLUMNS, DecodeOptions, decode_file, decode_manifest, worker_count
 from neural_sorter.decoding.images import decode_jpeg
+from neural_sorter.file_manifest import source_path
 from neural_sorter.models import efficientnet
 from neural_sorter.models.clip import ClipUnavailable, LoadedClip, load_clip, zero_shot_probabilities
 from neural_sorter.models.efficientnet import EfficientNetUnavailable
@@ -76,12 +85,49 @@ def resolve_backend(requested: str, clip_model_id: str, device: torch.device) ->
     return "autoencoder", notes
 
 
-def clip_encoder(model_id: str, device: torch.device) -> Encoder:
+# Numeric precisions the encoders offer. ``int8`` is dynamic quantization of CLIP's linear layers (weights
+# int8, activations quantized per batch), CPU only: faster than fp32 on CPU with vectors at cosine >= 0.99
+# to fp32 (bench/throughput.py). bf16 autocast is not offered: without AVX512-BF16/AMX it is several times
+# slower than fp32 on CPU (measured ~10x on an AVX2 EPYC).
+PRECISIONS = ("fp32", "int8")
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+@functools.lru_cache(maxsize=2)
+def _int8_clip(model_id: str, device: str) -> LoadedClip:
+    """A copy of the loaded CLIP with every ``nn.Linear`` dynamically quantized to int8 (once per process)."""
+    clip = load_clip(model_id, device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notices
+        quantized = torch.ao.quantization.quantize_dynamic(clip.model, {torch.nn.Linear}, dtype=torch.qint8)
+    return dataclasses.replace(clip, model=quantized.eval())
+
+
+def clip_encoder(model_id: str, device: torch.device, precision: str = "fp32") -> Encoder:
+    """CLIP image features; ``precision='int8'`` quantizes the linear layers (CPU only; elsewhere fp32 is used,
+    with a warning). The model id of a non-fp32 encoder says so, so its vectors are never mixed with fp32 ones."""
+    _check_precision(precision)
     clip = load_clip(model_id, str(device))
-    return Encoder("clip", f"{model_id}@{clip.revision}", clip.preprocess, clip.embed_images, device, clip)
+    model_id_used = f"{model_id}@{clip.revision}"
+    if precision == "int8":
+        if device.type != "cpu":
+            log.warning("int8 quantization runs on CPU only; CLIP stays fp32 on %s", device)
+        else:
+            clip = _int8_clip(model_id, str(device))
+            model_id_used += "+int8"
+    return Encoder("clip", model_id_used, clip.preprocess, clip.embed_images, device, clip)
 
 
-def cnn_encoder(device: torch.device) -> Encoder:
+def cnn_encoder(device: torch.device, precision: str = "fp32") -> Encoder:
+    """EfficientNet-Lite0 features. ``precision='int8'`` has nothing to quantize here (dynamic quantization
+    covers linear layers and the features come from convolutions), so the CNN always runs in fp32."""
+    _check_precision(precision)
+    if precision != "fp32":
+        log.info("precision %s applies to CLIP only; the CNN runs in fp32", precision)
     model = efficientnet.load_efficientnet(str(device))
     return Encoder(
         "cnn",
@@ -145,6 +191,21 @@ def embed_thumbnails(
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
+def _reusable_vectors(reuse: pd.DataFrame | None, encoder: Encoder) -> dict[str, np.ndarray]:
+    """Vectors of ``reuse`` by content hash, only those made by the same backend and model."""
+    if reuse is None or not len(reuse):
+        return {}
+    same_model = reuse[(reuse["backend"] == encoder.backend) & (reuse["model_id"] == encoder.model_id)]
+    return {h: np.asarray(v, dtype=np.float32) for h, v in zip(same_model["content_hash"], same_model["vector"])}
+
+
+def _frames_to_embed(frames: pd.DataFrame, cache: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(good frame rows, the distinct frames among them whose content has no reusable vector)."""
+    good = frames[frames["error"].isna() & frames["thumbnail"].notna()]
+    todo = good[~good["content_hash"].isin(cache.keys())].drop_duplicates(["content_hash", "frame_index"])
+    return good, todo
+
+
 def build_embeddings(
     frames: pd.DataFrame,
     encoder: Encoder,
@@ -156,15 +217,25 @@ def build_embeddings(
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per-file vectors (a video's is the normalised mean of its frames), reusing ``reuse`` rows whose content
     hash, backend and model id all match, plus zero-shot category probabilities for CLIP."""
-    good = frames[frames["error"].isna() & frames["thumbnail"].notna()]
-    cache: dict[str, np.ndarray] = {}
-    if reuse is not None and len(reuse):
-        same_model = reuse[(reuse["backend"] == encoder.backend) & (reuse["model_id"] == encoder.model_id)]
-        cache = {h: np.asarray(v, dtype=np.float32) for h, v in zip(same_model["content_hash"], same_model["vector"])}
-    todo = good[~good["content_hash"].isin(cache.keys())].drop_duplicates(["content_hash", "frame_index"])
+    cache = _reusable_vectors(reuse, encoder)
+    good, todo = _frames_to_embed(frames, cache)
     started = time.perf_counter()
     vectors = embed_thumbnails(list(todo["thumbnail"]), encoder, batch_size, workers)
     seconds = time.perf_counter() - started
+    return _embedding_table(good, todo, vectors, cache, encoder, categories, category_vectors, seconds)
+
+
+def _embedding_table(
+    good: pd.DataFrame,
+    todo: pd.DataFrame,
+    vectors: np.ndarray,
+    cache: dict[str, np.ndarray],
+    encoder: Encoder,
+    categories: list[str] | None,
+    category_vectors: np.ndarray | None,
+    seconds: float,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """The embeddings table from per-frame ``vectors`` (one per ``todo`` row, in order) and reused ones."""
     fresh: dict[str, np.ndarray] = {}
     if len(todo):
         for content_hash, positions in todo.groupby("content_hash", sort=False).indices.items():
@@ -202,6 +273,151 @@ def build_embeddings(
     return table[EMBEDDING_COLUMNS], stats
 
 
+def decode_and_embed(
+    manifest: pd.DataFrame,
+    encoder: Encoder,
+    decode_options: DecodeOptions,
+    categories: list[str] | None = None,
+    category_vectors: np.ndarray | None = None,
+    reuse_frames: pd.DataFrame | None = None,
+    reuse: pd.DataFrame | None = None,
+    batch_size: int = 32,
+) -> tuple[pd.DataFrame, dict[str, int], pd.DataFrame, dict[str, float]]:
+    """``decode_manifest`` and ``build_embeddings`` in one pass, with source decoding overlapped with the model.
+
+    Worker threads (``decode_options.workers``) decode files into thumbnails and preprocess them while the
+    calling thread runs the model on the batches already decoded, so the model never waits for a whole folder
+    to be decoded first. At most about two batches of decoded files are held ahead of the model. Returns
+    ``(decoded_frames, decode stats, embeddings, embedding stats)`` with the same rows, columns and reuse rules
+    as the two functions called one after the other; ``reuse_frames`` is an earlier ``decoded_frames`` and
+    ``reuse`` an earlier ``embeddings``. The embedding stats' ``seconds`` cover decoding and embedding.
+    """
+    started = time.perf_counter()
+    cache = _reusable_vectors(reuse, encoder)
+    todo = manifest[manifest["kind"].isin(["image", "video"])]
+    hit = np.zeros(len(todo), dtype=bool)
+    reused_frames = None
+    if reuse_frames is not None and len(reuse_frames):
+        ok_hashes = set(reuse_frames.loc[reuse_frames["error"].isna(), "content_hash"])
+        hit = todo["content_hash"].isin(ok_hashes).to_numpy()
+        if hit.any():  # rows copied from reuse_frames; nothing is decoded
+            reused_frames, _ = decode_manifest(todo[hit], decode_options, reuse=reuse_frames)
+    # Work items: ("file", manifest row) to decode, or ("thumbs", frames rows) reused but not yet embedded.
+    items: list[tuple[str, object]] = [("file", row) for row in todo[~hit].itertuples(index=False)]
+    if reused_frames is not None:
+        stale = reused_frames[reused_frames["thumbnail"].notna() & ~reused_frames["content_hash"].isin(cache.keys())]
+        stale = stale.drop_duplicates(["content_hash", "frame_index"])
+        items += [("thumbs", group) for _, group in stale.groupby("content_hash", sort=False)]
+    claimed: set[str] = set(cache)
+    lock = threading.Lock()
+
+    def work(item: tuple[str, object]) -> tuple[str, object, list[dict[str, object]], list[tuple[int, np.ndarray]]]:
+        """Runs in a worker: (content hash, manifest row or None, frame rows, preprocessed frames to embed)."""
+        kind, payload = item
+        row = None
+        frame_rows: list[dict[str, object]] = []
+        if kind == "thumbs":
+            content_hash = payload["content_hash"].iloc[0]
+            thumbs = list(zip(payload["frame_index"], payload["thumbnail"]))
+        else:
+            row = payload
+            content_hash = row.content_hash
+            frame_rows = decode_file(source_path(row.path_bytes), row.kind, decode_options)
+            if frame_rows[0]["error"] is not None:
+                return content_hash, row, frame_rows, []
+            thumbs = [(r["frame_index"], r["thumbnail"]) for r in frame_rows]
+        with lock:  # the same content twice (duplicates) is embedded once
+            first = content_hash not in claimed
+            claimed.add(content_hash)
+        arrays = [(int(i), encoder.preprocess(decode_jpeg(data))) for i, data in thumbs] if first else []
+        return content_hash, row, frame_rows, arrays
+
+    pieces: list[pd.DataFrame] = [] if reused_frames is None else [reused_frames]
+    decode_stats = {"reused": int(hit.sum()), "decoded": 0, "failed": 0}
+    computed: dict[tuple[str, int], np.ndarray] = {}
+    pending_keys: list[tuple[str, int]] = []
+    pending_arrays: list[np.ndarray] = []
+
+    def flush(count: int) -> None:
+        batch = torch.from_numpy(np.stack(pending_arrays[:count])).to(encoder.device)
+        with torch.inference_mode():
+            vectors = torch.nn.functional.normalize(encoder.forward(batch).float(), dim=-1).cpu().numpy()
+        computed.update(zip(pending_keys[:count], vectors))
+        del pending_keys[:count], pending_arrays[:count]
+
+    workers = worker_count(decode_options.workers)
+    progress = tqdm(total=len(items), desc=f"decode+embed ({encoder.backend})", unit="file", disable=None, leave=False)
+    results = _unordered_bounded_map(work, items, workers, ahead=2 * batch_size + workers)
+    for content_hash, row, frame_rows, arrays in results:
+        if row is not None:
+            failed = frame_rows[0]["error"] is not None
+            decode_stats["failed" if failed else "decoded"] += 1
+            piece = pd.DataFrame(frame_rows)
+            piece.insert(0, "relative_path", row.relative_path)
+            piece.insert(1, "content_hash", content_hash)
+            piece.insert(2, "kind", row.kind)
+            pieces.append(piece)
+        for frame_index, array in arrays:
+            pending_keys.append((content_hash, frame_index))
+            pending_arrays.append(array)
+        while len(pending_arrays) >= batch_size:
+            flush(batch_size)
+        progress.update(1)
+    if pending_arrays:
+        flush(len(pending_arrays))
+    progress.close()
+    frames = _frames_table(pieces)
+    good, to_embed = _frames_to_embed(frames, cache)
+    keys = [(h, int(i)) for h, i in zip(to_embed["content_hash"], to_embed["frame_index"])]
+    missing = [n for n, key in enumerate(keys) if key not in computed]  # only if a duplicate decoded differently
+    if missing:
+        late = embed_thumbnails(list(to_embed["thumbnail"].iloc[missing]), encoder, batch_size, workers)
+        computed.update(zip([keys[n] for n in missing], late))
+    vectors = np.stack([computed[key] for key in keys]) if keys else np.zeros((0, 0), dtype=np.float32)
+    table, stats = _embedding_table(
+        good, to_embed, vectors, cache, encoder, categories, category_vectors, time.perf_counter() - started
+    )
+    return frames, decode_stats, table, stats
+
+
+def _frames_table(pieces: list[pd.DataFrame]) -> pd.DataFrame:
+    """The ``decoded_frames`` table from per-file pieces, typed and sorted as ``decode_manifest`` makes it."""
+    types = {"frame_index": "int64", "width": "Int64", "height": "Int64", "timestamp": "float64"}
+    if not pieces:
+        return pd.DataFrame({c: pd.Series(dtype=types.get(c, "object")) for c in FRAME_COLUMNS})
+    frames = pd.concat(pieces, ignore_index=True)[FRAME_COLUMNS].astype(types)
+    return frames.sort_values(["relative_path", "frame_index"], ignore_index=True)
+
+
+def _unordered_bounded_map(fn: Callable, items: list, workers: int, ahead: int) -> Iterator:
+    """``fn(item)`` for every item in a thread pool, yielded as each finishes, with at most ``ahead`` results
+    submitted but not yet consumed: decoding keeps going while the consumer is busy, memory stays bounded."""
+    results: queue.Queue[Future] = queue.Queue()
+    slots = threading.Semaphore(ahead)
+    stop = threading.Event()
+
+    def feed(pool: ThreadPoolExecutor) -> None:
+        for item in items:
+            slots.acquire()
+            if stop.is_set():
+                return
+            pool.submit(fn, item).add_done_callback(results.put)
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        feeder = threading.Thread(target=feed, args=(pool,), daemon=True)
+        feeder.start()
+        try:
+            for _ in range(len(items)):
+                future = results.get()
+                slots.release()
+                yield future.result()
+        finally:
+            stop.set()
+            slots.release()
+            feeder.join()
+            pool.shutdown(cancel_futures=True)
+
+
 _CATEGORY_COLUMNS = ("category_probs", "top_category", "top_probability")
 
 
@@ -229,14 +445,20 @@ def vectors_of(table: pd.DataFrame) -> np.ndarray:
 
 
 def encoder_for(
-    backend: str, clip_model_id: str, device: torch.device, autoencoder: tuple[torch.nn.Module, str] | None
+    backend: str,
+    clip_model_id: str,
+    device: torch.device,
+    autoencoder: tuple[torch.nn.Module, str] | None,
+    precision: str = "fp32",
 ) -> Encoder:
-    """Builds the encoder of an already-resolved backend; a clear error when it cannot be had."""
+    """Builds the encoder of an already-resolved backend; a clear error when it cannot be had. ``precision``
+    (``fp32`` or ``int8``) applies to CLIP; the other backends always run in fp32."""
+    _check_precision(precision)
     try:
         if backend == "clip":
-            return clip_encoder(clip_model_id, device)
+            return clip_encoder(clip_model_id, device, precision)
         if backend == "cnn":
-            return cnn_encoder(device)
+            return cnn_encoder(device, precision)
     except (ClipUnavailable, EfficientNetUnavailable) as exc:
         raise BackendUnavailable(str(exc)) from None
     if backend == "autoencoder":

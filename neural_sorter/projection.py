@@ -5,6 +5,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
+# t-SNE (Barnes-Hut, 3D) takes minutes from about 10,000 points and grows faster than linearly: above this
+# many files it is fitted on a seeded random sample and the other files are placed among their nearest
+# sampled neighbours (the way re-sorts place new files), and the method reported says so.
+TSNE_SAMPLE = 10_000
+
 
 def project_3d(vectors: np.ndarray, method: str, seed: int) -> tuple[np.ndarray, str]:
     """(n, 3) float32 coordinates and the method actually used (tiny inputs fall back to PCA, and say so)."""
@@ -23,9 +28,15 @@ def project_3d(vectors: np.ndarray, method: str, seed: int) -> tuple[np.ndarray,
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        start = PCA(min(50, n - 1, vectors.shape[1]), random_state=seed).fit_transform(vectors)
-        coords = TSNE(3, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(start)
-        return _pad(coords), "tsne"
+        sample = _sample(n, TSNE_SAMPLE, seed)
+        fit_on = vectors if sample is None else vectors[sample]
+        start = PCA(min(50, len(fit_on) - 1, vectors.shape[1]), random_state=seed).fit_transform(fit_on)
+        coords = TSNE(3, perplexity=min(30.0, (len(fit_on) - 1) / 3), init="pca", random_state=seed).fit_transform(
+            start
+        )
+        if sample is None:
+            return _pad(coords), "tsne"
+        return _place_rest(vectors, sample, _pad(coords)), f"tsne (fitted on {len(sample):,} files, rest placed)"
     if method == "umap":
         import warnings
 
@@ -40,6 +51,25 @@ def project_3d(vectors: np.ndarray, method: str, seed: int) -> tuple[np.ndarray,
             warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # seeded UMAP is single-threaded
             return _pad(reducer.fit_transform(vectors)), "umap"
     raise ValueError(f"unknown projection method {method!r}")
+
+
+def _sample(n: int, size: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of a seeded random sample of ``size`` out of ``n``; None when ``n <= size``."""
+    if n <= size:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, size, replace=False))
+
+
+def _place_rest(vectors: np.ndarray, sample: np.ndarray, sample_coords: np.ndarray) -> np.ndarray:
+    """Coordinates for every vector: the sample's own, the others placed among their nearest sampled
+    neighbours (``extend_projection``)."""
+    coords = np.empty((len(vectors), 3), dtype=np.float32)
+    coords[sample] = sample_coords
+    rest = np.ones(len(vectors), dtype=bool)
+    rest[sample] = False
+    unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    coords[rest] = extend_projection(unit[sample], sample_coords, unit[rest])
+    return coords
 
 
 def _pad(coords: np.ndarray) -> np.ndarray:
@@ -57,8 +87,16 @@ def extend_projection(
     if not len(new_vectors):
         return np.zeros((0, 3), dtype=np.float32)
     k = min(neighbours, len(known_vectors))
-    similarity = new_vectors @ known_vectors.T  # vectors are L2-normalised: cosine similarity
-    nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
-    weights = np.take_along_axis(similarity, nearest, axis=1).clip(min=1e-6)
-    weights /= weights.sum(axis=1, keepdims=True)
-    return (known_coords[nearest] * weights[..., None]).sum(axis=1).astype(np.float32)
+    out = np.empty((len(new_vectors), 3), dtype=np.float32)
+    chunk = max(1, _SIMILARITY_BLOCK // max(1, len(known_vectors)))  # memory O(chunk x known), not O(new x known)
+    for start in range(0, len(new_vectors), chunk):
+        similarity = new_vectors[start : start + chunk] @ known_vectors.T  # L2-normalised: cosine similarity
+        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        weights = np.take_along_axis(similarity, nearest, axis=1).clip(min=1e-6)
+        weights /= weights.sum(axis=1, keepdims=True)
+        out[start : start + chunk] = (known_coords[nearest] * weights[..., None]).sum(axis=1)
+    return out
+
+
+# Entries of one block of the new x known similarity matrix in ``extend_projection`` (float32: 64 MB).
+_SIMILARITY_BLOCK = 16_000_000

