@@ -101,12 +101,46 @@ def check_output_dir(out: Path, sources: Iterable[Path], force: bool = False) ->
 # ----------------------------------------------------------------------------------------- history
 
 
+_SEQUENCE_DIGITS = 6
+
+
+def _sequence(path: Path) -> int:
+    head = path.name.split("-", 1)[0]
+    return int(head) if head.isdigit() and len(head) == _SEQUENCE_DIGITS else -1
+
+
 def history_files(out: Path) -> list[Path]:
-    """Manifests of earlier runs, oldest first (undone runs excluded)."""
+    """Manifests of earlier runs, oldest first (undone runs excluded).
+
+    Order comes from the sequence number each run claims, never from clock time: two runs in the
+    same second (or a clock stepped backwards) must still undo in the order they happened.
+    """
     folder = state_dir(out) / "history"
     if not folder.is_dir():
         return []
-    return sorted(folder.glob("*.csv"))
+    return sorted(folder.glob("*.csv"), key=lambda path: (_sequence(path), path.name))
+
+
+def _write_history(folder: Path, run_id: str, partition: str, actions: list[Action]) -> Path:
+    """Writes the run's manifest under the next free sequence number.
+
+    The complete file is hard-linked into place, which fails rather than replaces when a
+    concurrent run took that number first; a reader never sees a half-written manifest.
+    """
+    staging = folder / f".staging-{run_id}-{partition}.tmp"
+    write_manifest(staging, actions)
+    number = max((_sequence(path) for path in folder.iterdir()), default=-1) + 1
+    try:
+        while True:
+            path = folder / f"{number:0{_SEQUENCE_DIGITS}d}-{run_id}-{partition}.csv"
+            try:
+                os.link(staging, path)
+                _fsync_dir(folder)
+                return path
+            except FileExistsError:
+                number += 1
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
@@ -396,8 +430,7 @@ def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = 
         return ReorganizeReport(run_id, str(manifest), _count(actions))
     partition = actions[0].partition if actions else "empty"
     _remove_stale_temporaries(out / partition)
-    history = folder / "history" / f"{run_id}-{partition}.csv"
-    write_manifest(history, actions)
+    _write_history(folder / "history", run_id, partition, actions)
     write_manifest(folder / MANIFEST_NAME, actions)
     report = ReorganizeReport(run_id, str(folder / MANIFEST_NAME), _count(actions))
     touched: set[Path] = set()

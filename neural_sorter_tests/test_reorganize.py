@@ -107,6 +107,24 @@ def test_delta_new_moved_cluster_and_deleted_source(tmp_path):
     assert sorted(tree(out)) == ["p/cats/a (2).jpg", "p/cats/a.jpg", "p/cats/c.png", "p/dogs/b.jpg"]
 
 
+def test_undo_follows_run_order_not_run_id_order(tmp_path):
+    """Run ids sort by clock time and a random suffix; runs in the same second (or after a clock
+    step backwards) must still be undone newest first."""
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    first = plan_reorganization(clusters_for(src, ASSIGN), out, "p", "copy", False, "20991231T235959-ffffff")
+    execute_plan(out, first, "20991231T235959-ffffff")
+    moved = dict(ASSIGN, **{"a.jpg": "dogs"})
+    second = plan_reorganization(clusters_for(src, moved), out, "p", "copy", False, "20000101T000000-000000")
+    execute_plan(out, second, "20000101T000000-000000")
+    assert "p/dogs/a.jpg" in tree(out)
+    result = undo_last(out)
+    assert "20000101T000000" in Path(result.manifest).name
+    assert sorted(tree(out)) == ["p/cats/a (2).jpg", "p/cats/a.jpg", "p/cats/c.png", "p/dogs/b.jpg"]
+    undo_last(out)
+    assert tree(out) == {}
+
+
 @pytest.mark.parametrize("mode", ["hardlink", "symlink"])
 def test_link_modes_never_touch_sources(tmp_path, mode):
     src = make_source(tmp_path / "src", FILES)
