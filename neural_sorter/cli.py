@@ -44,6 +44,7 @@ def _op_config(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             ops.setdefault(op, {"config": {}})["config"][key] = value
 
+    put("embeddings", "precision", args.precision)
     put("clusters", "method", args.method)
     put("clusters", "k", str(args.k) if args.k is not None else None)
     put("3d_projection", "projection", args.projection)
@@ -185,7 +186,7 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    from neural_sorter.reorganize import undo_last
+    from neural_sorter.reorganize import OutputBusyError, undo_last
 
     try:
         out = args.out or settings.load_config(args.config).output_dir
@@ -195,7 +196,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
         return _fail("which output folder? pass OUT or set output_dir in the config file", 2)
     try:
         report = undo_last(Path(out).expanduser().resolve())
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, OutputBusyError) as exc:
         return _fail(str(exc))
     print(f"undid {report.manifest}: {report.reverted} reverted, {len(report.skipped)} left in place")
     for path, reason in report.skipped:
@@ -258,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     sort.add_argument("--backend", choices=["auto", "clip", "cnn", "autoencoder"])
     sort.add_argument("--clip-model", metavar="ID_OR_DIR", help="Hugging Face hub id or local model folder")
     sort.add_argument("--categories", metavar="a,b,c", help="CLIP text categories used to name clusters")
+    sort.add_argument(
+        "--precision", choices=["fp32", "int8"], help="int8: quantized CLIP on CPU, faster (bench/README.md)"
+    )
     sort.add_argument("--method", choices=["kmeans", "hierarchical", "hdbscan"])
     sort.add_argument("--k", metavar="N|auto", type=_k_value)
     sort.add_argument("--projection", choices=["umap", "tsne", "pca"])

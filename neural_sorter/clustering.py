@@ -243,6 +243,24 @@ def cluster_embeddings(
         probs = np.stack(embeddings["category_probs"].to_numpy())
     names = name_clusters(labels, probs, categories, threshold)
     ranks = leaf_order(vectors, labels, seed) if len(vectors) else np.zeros(0, dtype=int)
+    codes = [f"{'nn' if label < 0 else f'{label:02d}'}-{rank:05d}" for label, rank in zip(labels, ranks)]
+    known = [label for label in np.unique(labels) if 0 <= label < len(result.centroids)]
+    centroids = {label: result.centroids[label] for label in known}
+    table = _cluster_table(embeddings, vectors, labels, names, codes, centroids)
+    table["method"] = method
+    return table, result
+
+
+def _cluster_table(
+    embeddings: pd.DataFrame,
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    names: dict[int, tuple[str, str | None, float | None]],
+    codes: list[str],
+    centroids: dict[int, np.ndarray],
+) -> pd.DataFrame:
+    """The per-file clusters table shared by a fresh clustering and a stable update: names, sizes, codes,
+    distance to the own centroid (NaN for noise or a label without one) and exact-duplicate groups."""
     sizes = pd.Series(labels).value_counts()
     table = pd.DataFrame(
         {
@@ -253,21 +271,17 @@ def cluster_embeddings(
             "cluster_category": [names[int(label)][1] for label in labels],
             "category_confidence": [names[int(label)][2] for label in labels],
             "cluster_size": [int(sizes[label]) for label in labels],
-            "hier_code": [
-                f"{'nn' if label < 0 else f'{label:02d}'}-{rank:05d}" for label, rank in zip(labels, ranks)
-            ],
+            "hier_code": codes,
         }
     )
-    if len(vectors) and len(result.centroids) and labels.max(initial=-1) >= 0:
-        own = np.where(labels >= 0, labels, 0)
-        table["distance_to_centroid"] = np.linalg.norm(vectors - result.centroids[own], axis=1).astype(np.float32)
-        table.loc[labels < 0, "distance_to_centroid"] = np.nan
-    else:
-        table["distance_to_centroid"] = np.nan
+    distance = np.full(len(labels), np.nan, dtype=np.float32)
+    for label, centroid in centroids.items():
+        members = labels == label
+        distance[members] = np.linalg.norm(vectors[members] - centroid, axis=1)
+    table["distance_to_centroid"] = distance
     counts = table.groupby("content_hash")["relative_path"].transform("count")
     table["duplicate_group"] = np.where(counts > 1, table["content_hash"], None)
-    table["method"] = method
-    return table, result
+    return table
 
 
 def update_clusters(
@@ -327,28 +341,8 @@ def update_clusters(
         labels[~known] = -1
         codes[~known] = [f"nn-{i:05d}" for i in range(int((~known).sum()))]
     names.setdefault(-1, (UNSORTED, None, None))
-    sizes = pd.Series(labels).value_counts()
-    table = pd.DataFrame(
-        {
-            "relative_path": embeddings["relative_path"].to_numpy(),
-            "content_hash": embeddings["content_hash"].to_numpy(),
-            "cluster_id": labels,
-            "cluster_name": [names[int(label)][0] for label in labels],
-            "cluster_category": [names[int(label)][1] for label in labels],
-            "category_confidence": [names[int(label)][2] for label in labels],
-            "cluster_size": [int(sizes[label]) for label in labels],
-            "hier_code": codes,
-        }
-    )
-    centroids_all = centroids_of(vectors, labels)
-    index_of = {label: n for n, label in enumerate(sorted(i for i in np.unique(labels) if i >= 0))}
-    distance = np.full(len(labels), np.nan, dtype=np.float32)
-    for position, label in enumerate(labels):
-        if label >= 0:
-            distance[position] = np.linalg.norm(vectors[position] - centroids_all[index_of[label]])
-    table["distance_to_centroid"] = distance
-    counts = table.groupby("content_hash")["relative_path"].transform("count")
-    table["duplicate_group"] = np.where(counts > 1, table["content_hash"], None)
+    centroids = dict(zip(sorted(i for i in np.unique(labels) if i >= 0), centroids_of(vectors, labels)))
+    table = _cluster_table(embeddings, vectors, labels, names, list(codes), centroids)
     table["method"] = method
     table["settings"] = signature
     return table, f"kept {int(known.sum())} files in place, assigned {int((~known).sum())} new"

@@ -19,11 +19,12 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from neural_sorter.file_manifest import content_hash
@@ -31,6 +32,7 @@ from neural_sorter.file_manifest import content_hash
 STATE_DIR = ".neural-sorter"
 MANIFEST_NAME = "manifest.csv"
 DRY_RUN_NAME = "manifest.dry-run.csv"
+LOCK_NAME = "lock"
 MANIFEST_FIELDS = [
     "source",
     "destination",
@@ -76,6 +78,39 @@ def new_run_id() -> str:
 
 def state_dir(out: Path) -> Path:
     return out / STATE_DIR
+
+
+class OutputBusyError(RuntimeError):
+    """Another neural-sorter run holds the output folder's lock for longer than we were willing to wait."""
+
+
+@contextlib.contextmanager
+def output_lock(out: Path, timeout: float = 3600.0, on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Serialises planning + placing (and undo) per output folder across processes.
+
+    Runs for different sources may share one OUT (the sensor can start several at once); each plans from
+    the placements the previous one recorded, so they must not interleave. Waits up to ``timeout``
+    seconds, telling ``on_wait`` once that it is waiting.
+    """
+    folder = state_dir(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / LOCK_NAME))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait(f"another neural-sorter run is writing to {out}; waiting up to {timeout:.0f} s for it")
+        try:
+            lock.acquire(timeout=timeout)
+        except Timeout:
+            raise OutputBusyError(
+                f"another neural-sorter run kept {out} locked for over {timeout:.0f} s ({folder / LOCK_NAME}); "
+                "try again when it has finished"
+            ) from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def check_output_dir(out: Path, sources: Iterable[Path], force: bool = False) -> None:
@@ -481,11 +516,18 @@ class UndoReport:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def undo_last(out: Path) -> UndoReport:
+def undo_last(out: Path, lock_timeout: float = 60.0) -> UndoReport:
     """Reverts the latest run recorded in ``out``: removes what it placed, restores what it moved.
 
     Anything whose content no longer matches what the run placed is left alone, with a reason.
     """
+    if not history_files(out):
+        raise FileNotFoundError(f"no reorganization to undo in {out} (no {STATE_DIR}/history)")
+    with output_lock(out, timeout=lock_timeout):
+        return _undo_latest(out)
+
+
+def _undo_latest(out: Path) -> UndoReport:
     files = history_files(out)
     if not files:
         raise FileNotFoundError(f"no reorganization to undo in {out} (no {STATE_DIR}/history)")

@@ -169,3 +169,21 @@ def test_reuse_ignores_vectors_of_another_model(tiny_clip_dir: Path, decoded) ->
     stale = table.assign(model_id="some-other-model@abc")
     _, stats = build_embeddings(frames, encoder, reuse=stale)
     assert stats["embedded"] == 7 and stats["reused"] == 0
+
+
+def test_int8_precision_is_close_to_fp32_and_never_reuses_fp32_vectors(tiny_clip_dir: Path, decoded) -> None:
+    _, frames = decoded
+    fp32 = clip_encoder(str(tiny_clip_dir), CPU)
+    int8 = encoder_for("clip", str(tiny_clip_dir), CPU, None, precision="int8")
+    assert int8.model_id == fp32.model_id + "+int8"
+    reference, _ = build_embeddings(frames, fp32)
+    quantized, stats = build_embeddings(frames, int8, reuse=reference)
+    assert stats["reused"] == 0 and stats["embedded"] == 7  # fp32 vectors are another model's
+    a, b = embedding.vectors_of(reference), embedding.vectors_of(quantized)
+    assert not np.array_equal(a, b)  # the quantized model really ran
+    assert (a * b).sum(axis=1).min() > 0.95  # a random tiny model; the real ViT-B/32 figure is in bench/
+
+
+def test_unknown_precision_is_refused(tiny_clip_dir: Path) -> None:
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        encoder_for("clip", str(tiny_clip_dir), CPU, None, precision="fp8")

@@ -1,16 +1,21 @@
 import os
+import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from filelock import FileLock
 
 from neural_sorter.file_manifest import content_hash
 from neural_sorter.reorganize import (
+    LOCK_NAME,
     MANIFEST_FIELDS,
+    OutputBusyError,
     OutputDirError,
     check_output_dir,
     execute_plan,
     new_run_id,
+    output_lock,
     plan_reorganization,
     read_manifest,
     undo_last,
@@ -243,3 +248,25 @@ def test_move_across_devices_verifies_the_copy_before_removing_the_source(tmp_pa
     undo_last(out)
     sort_once(src, out, {"a.jpg": "c"}, mode="move")
     assert not (src / "a.jpg").exists() and tree(out) == {"p/c/a.jpg": b"precious bytes"}
+
+
+def test_output_lock_serialises_runs_and_undo_gives_up_clearly(tmp_path):
+    """A run into an OUT that another process is writing waits for it; undo gives up with a clear error."""
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    sort_once(src, out, ASSIGN)
+    # Another fd on the lock file: flock conflicts as it would with another process.
+    other = FileLock(str(out / ".neural-sorter" / LOCK_NAME), thread_local=False)
+    other.acquire()
+    try:
+        with pytest.raises(OutputBusyError, match="try again when it has finished"):
+            undo_last(out, lock_timeout=0.2)
+        waited: list[str] = []
+        threading.Timer(0.5, other.release).start()
+        with output_lock(out, timeout=30, on_wait=waited.append):
+            assert not other.is_locked
+        assert len(waited) == 1 and "waiting" in waited[0]
+    finally:
+        other.release(force=True)
+    undo_last(out)
+    assert tree(out) == {}

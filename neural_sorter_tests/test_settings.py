@@ -11,6 +11,7 @@ def test_defaults_are_what_a_first_run_uses():
     assert (config.backend, config.method, config.k, config.projection, config.mode) == (
         "auto", "kmeans", "auto", "umap", "copy",
     )
+    assert config.precision == "fp32"
 
 
 @pytest.mark.parametrize(
@@ -19,6 +20,7 @@ def test_defaults_are_what_a_first_run_uses():
         ({"backend": "resnet"}, "backend"),
         ({"k": 0}, "k"),
         ({"mode": "delete"}, "mode"),
+        ({"precision": "fp16"}, "precision"),
         ({"autoencoder": {"epochs": 0}}, "autoencoder.epochs"),
         ({"colour": "red"}, "colour"),
     ],

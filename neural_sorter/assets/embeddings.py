@@ -15,6 +15,7 @@ from neural_sorter.resources.sorter import SorterResource
 
 class EmbeddingsConfig(dg.Config):
     batch_size: int | None = Field(None, description="Images per forward pass.")
+    precision: str | None = Field(None, description="fp32 | int8 (CLIP on CPU only; see bench/README.md).")
 
 
 @dg.asset(partitions_def=source_dirs, group_name="embed", kinds={"pytorch", "parquet"})
@@ -27,14 +28,16 @@ def embeddings(
     trained_autoencoder: pd.DataFrame,
 ) -> pd.DataFrame:
     """L2-normalised float32 vectors (video: mean of its frames); reuses vectors of unchanged content."""
-    options = sorter.options().updated(batch_size=config.batch_size)
+    options = sorter.options().updated(batch_size=config.batch_size, precision=config.precision)
     device = sorter.torch_device()
     backend, notes = resolve_backend(options.backend, options.clip_model, device)
     for note in notes:
         context.log.info(note)  # clip_model already warned about an unavailable CLIP
     context.log.info(f"backend: {backend} (requested {options.backend}) on {device}")
     try:
-        encoder = encoder_for(backend, options.clip_model, device, load_trained(trained_autoencoder, device))
+        encoder = encoder_for(
+            backend, options.clip_model, device, load_trained(trained_autoencoder, device), options.precision
+        )
     except BackendUnavailable as exc:
         raise dg.Failure(str(exc)) from None
     categories: list[str] = []
@@ -58,6 +61,7 @@ def embeddings(
         {
             "backend": backend,
             "model_id": encoder.model_id,
+            "precision": options.precision,
             "device": str(device),
             "dimensions": len(table["vector"].iloc[0]) if len(table) else 0,
             **{k: dg.MetadataValue.float(float(v)) if isinstance(v, float) else v for k, v in stats.items()},

@@ -17,10 +17,12 @@ from neural_sorter.previews import as_markdown_image, montage, scatter
 from neural_sorter.projection import extend_projection, project_3d
 from neural_sorter.reorganize import (
     Action,
+    OutputBusyError,
     OutputDirError,
     check_output_dir,
     execute_plan,
     new_run_id,
+    output_lock,
     plan_reorganization,
 )
 from neural_sorter.resources.sorter import SorterResource
@@ -206,8 +208,12 @@ def reorganized_tree(
     # object dtype: undecodable names carry surrogates that pandas' Arrow-backed strings refuse
     files["source"] = pd.Series([source_path(b) for b in files["path_bytes"]], index=files.index, dtype=object)
     run_id = new_run_id()
-    actions = plan_reorganization(files, out, context.partition_key, options.mode, options.rename, run_id)
-    report = execute_plan(out, actions, run_id, dry_run=options.dry_run)
+    try:
+        with output_lock(out, on_wait=context.log.info):
+            actions = plan_reorganization(files, out, context.partition_key, options.mode, options.rename, run_id)
+            report = execute_plan(out, actions, run_id, dry_run=options.dry_run)
+    except OutputBusyError as exc:
+        raise dg.Failure(str(exc)) from None
     for source_file, reason in report.failures:
         context.log.error(f"{source_file}: {reason}")
     context.add_output_metadata(
