@@ -193,7 +193,7 @@ def report(label: str, value: float, unit: str = "img/s") -> None:
     print(f"  {label:<62} {value:8.2f} {unit}   ({load()})", flush=True)
 
 
-def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest, clip_dir: Path | None) -> dict:
+def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest, clip_dir: str | Path | None) -> dict:
     device = torch.device("cpu")
     options = DecodeOptions(thumbnail_size=args.thumbnail_size, workers=args.workers)
     workers = worker_count(args.workers)
@@ -307,6 +307,8 @@ def main() -> None:
     parser.add_argument("--baseline-images", type=int, default=0, help="files for (d); 0 = all")
     parser.add_argument("--full-decode", action="store_true", help="also time full-resolution decoding (no draft)")
     parser.add_argument("--torch-threads", type=int, default=0, help="0 = torch's default")
+    parser.add_argument("--clip-model", help="a real CLIP (hub id or folder) instead of random ViT-B/32 weights, "
+                        "e.g. to check int8's cosine to fp32 on trained weights")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "neural-sorter-bench")
     args = parser.parse_args()
     if args.torch_threads:
@@ -319,7 +321,9 @@ def main() -> None:
           f"sizes {', '.join(f'{w}x{h}' for w, h in SIZES)}; ready in {seconds:.0f} s)")
     print(f"cores {os.cpu_count()}, torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {load()}")
     manifest = build_file_manifest(folder)
-    clip_dir = random_clip_dir(args.workdir / "clip-vit-b-32-random") if "clip" in args.models else None
+    clip_dir = None
+    if "clip" in args.models:
+        clip_dir = args.clip_model or random_clip_dir(args.workdir / "clip-vit-b-32-random")
     results = {}
     for name in args.models.split(","):
         results[name] = bench_model(name, args, paths, manifest, clip_dir)

@@ -146,48 +146,28 @@ def event_ids(data: PartitionData | None, drawn: dict[str, Any] | None, points: 
     return out
 
 
-def _highlight_3d(data: PartitionData, ids: list[int], selected: bool) -> dict[str, Any]:
+def _highlight(data: PartitionData, ids: list[int], selected: bool, three_d: bool) -> dict[str, Any]:
+    """An overlay trace ringing the selected point (white diamond) or search matches (yellow circles)."""
     q = data.quantized()
     ids = [i for i in ids if data.valid_id(i) is not None]
+    axes = ("x", "y", "z") if three_d else ("x", "y")
+    colour = "#ffffff" if selected else "#ffd166"
+    marker: dict[str, Any] = {"size": 16 if selected else (9 if three_d else 11),
+                              "symbol": "diamond-open" if selected else "circle-open", "color": colour}
+    if three_d:
+        marker["opacity"] = 1.0
+    else:
+        marker["line"] = {"width": 2.5 if selected else 2, "color": colour}
     return {
-        "type": "scatter3d",
+        "type": "scatter3d" if three_d else "scattergl",
         "mode": "markers",
         "name": "selected" if selected else "matches",
         "uid": "selected" if selected else "matches",
-        "x": [int(q[i, 0]) for i in ids],
-        "y": [int(q[i, 1]) for i in ids],
-        "z": [int(q[i, 2]) for i in ids],
+        **{axis: [int(q[i, n]) for i in ids] for n, axis in enumerate(axes)},
         "customdata": ids,
         "hoverinfo": "none",
         "showlegend": False,
-        "marker": {
-            "size": 16 if selected else 9,
-            "symbol": "diamond-open" if selected else "circle-open",
-            "color": "#ffffff" if selected else "#ffd166",
-            "opacity": 1.0,
-        },
-    }
-
-
-def _highlight_2d(data: PartitionData, ids: list[int], selected: bool) -> dict[str, Any]:
-    q = data.quantized()
-    ids = [i for i in ids if data.valid_id(i) is not None]
-    return {
-        "type": "scattergl",
-        "mode": "markers",
-        "name": "selected" if selected else "matches",
-        "uid": "selected" if selected else "matches",
-        "x": [int(q[i, 0]) for i in ids],
-        "y": [int(q[i, 1]) for i in ids],
-        "customdata": ids,
-        "hoverinfo": "none",
-        "showlegend": False,
-        "marker": {
-            "size": 16 if selected else 11,
-            "symbol": "diamond-open" if selected else "circle-open",
-            "color": "#ffffff" if selected else "#ffd166",
-            "line": {"width": 2.5 if selected else 2, "color": "#ffffff" if selected else "#ffd166"},
-        },
+        "marker": marker,
     }
 
 
@@ -195,8 +175,8 @@ def highlight_traces(
     data: PartitionData, selected: int | None, results: list[int] | None, three_d: bool
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The two reserved traces (selected point, search results); also what a ``Patch`` writes."""
-    make = _highlight_3d if three_d else _highlight_2d
-    return make(data, [] if selected is None else [selected], True), make(data, list(results or []), False)
+    chosen = [] if selected is None else [selected]
+    return _highlight(data, chosen, True, three_d), _highlight(data, list(results or []), False, three_d)
 
 
 def _legend() -> dict[str, Any]:

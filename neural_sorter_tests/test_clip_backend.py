@@ -187,3 +187,26 @@ def test_int8_precision_is_close_to_fp32_and_never_reuses_fp32_vectors(tiny_clip
 def test_unknown_precision_is_refused(tiny_clip_dir: Path) -> None:
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         encoder_for("clip", str(tiny_clip_dir), CPU, None, precision="fp8")
+
+
+def test_decode_and_embed_matches_the_two_stages(tiny_clip_dir: Path, decoded) -> None:
+    """The streamed path (decoding overlapped with the model) gives the same rows as decode_manifest then
+    build_embeddings, and honours both kinds of reuse."""
+    manifest, frames = decoded
+    encoder = clip_encoder(str(tiny_clip_dir), CPU)
+    options = DecodeOptions(thumbnail_size=64, frames_per_video=3, workers=2)
+    two_stage, _ = build_embeddings(frames, encoder, batch_size=4)
+
+    streamed_frames, decode_stats, streamed, stats = embedding.decode_and_embed(
+        manifest, encoder, options, batch_size=4
+    )
+    assert decode_stats == {"reused": 0, "decoded": 7, "failed": 0}
+    pd.testing.assert_frame_equal(streamed_frames.drop(columns="thumbnail"), frames.drop(columns="thumbnail"))
+    assert list(streamed["relative_path"]) == list(two_stage["relative_path"])
+    np.testing.assert_allclose(embedding.vectors_of(streamed), embedding.vectors_of(two_stage), atol=1e-5)
+    assert stats["embedded"] == 7
+
+    _, decode_stats, again, stats = embedding.decode_and_embed(
+        manifest, encoder, options, reuse_frames=streamed_frames, reuse=streamed
+    )
+    assert decode_stats["reused"] == 7 and stats["embedded"] == 0 and again["reused"].all()
