@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -55,6 +54,16 @@ def rss_mb(pid: int) -> float:
         return 0.0
 
 
+def step_starts(dagster_home: Path) -> list[tuple[str, float]]:
+    """(step, wall-clock start) of the latest run in that Dagster instance."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        run = instance.get_runs(limit=1)[0]
+        events = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_START)
+        return sorted(((e.step_key, e.timestamp) for e in events), key=lambda item: item[1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=20_000)
@@ -79,28 +88,33 @@ def main() -> None:
         ]
         samples: list[tuple[float, float]] = []
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
-        drain = threading.Thread(target=process.stderr.read, daemon=True)  # logs and progress bars
-        drain.start()
+        log = open(Path(tmp) / "run.log", "w")  # noqa: SIM115 -- closed after the run
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
         while process.poll() is None:
-            samples.append((time.perf_counter() - started, rss_mb(process.pid)))
+            samples.append((time.time(), rss_mb(process.pid)))
             time.sleep(0.5)
         seconds = time.perf_counter() - started
         output = process.stdout.read()
+        log.close()
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        steps = step_starts(Path(tmp) / "home" / "dagster")
     if process.returncode != 0:
         raise SystemExit(f"the run failed ({process.returncode}):\n{output}")
     summary = json.loads(output.strip().splitlines()[-1])
+    t0 = samples[0][0] if samples else 0.0
     top = max(samples, key=lambda s: s[1]) if samples else (0.0, 0.0)
-    print(f"cold run: {seconds:.0f} s, files {summary.get('files')}, placed {summary.get('placed')}, "
+    print(f"cold run: {seconds:.0f} s, files {summary.get('files')}, actions {summary.get('actions')}, "
           f"backend {summary.get('backend')}")
     print(f"peak RSS (ru_maxrss of the run's process): {peak:.0f} MB  [target < 2048 MB: "
           f"{'met' if peak < 2048 else 'MISSED'}]")
-    print(f"sampled peak {top[1]:.0f} MB at {top[0]:.0f} s")
-    for fraction in (0.1, 0.25, 0.5, 0.75, 0.9):
-        at = samples[min(len(samples) - 1, int(fraction * len(samples)))] if samples else (0.0, 0.0)
-        print(f"  RSS at {fraction:.0%} of the run ({at[0]:.0f} s): {at[1]:.0f} MB")
+    print(f"sampled peak {top[1]:.0f} MB at {top[0] - t0:.0f} s")
+    print("per stage (sampled every 0.5 s): seconds, peak RSS")
+    bounds = [*steps, ("(after the run: summary)", float("inf"))]
+    for (name, begin), (_, end) in zip([("(start-up)", 0.0), *steps], bounds):
+        inside = [rss for when, rss in samples if begin <= when < end]
+        if inside:
+            span = min(end, samples[-1][0]) - max(begin, t0)
+            print(f"  {name:<28} {span:7.0f} s  {max(inside):6.0f} MB")
 
 
 if __name__ == "__main__":

@@ -75,8 +75,8 @@ def summarize(store: str, key: str, source: Path) -> dict[str, Any]:
     from neural_sorter.io_managers import read_asset
 
     manifest = read_asset(store, "file_manifest", key)
-    frames = read_asset(store, "decoded_frames", key)
-    embeds = read_asset(store, "embeddings", key)
+    frames = read_asset(store, "decoded_frames", key, columns=["relative_path", "error"])  # not the thumbnails
+    embeds = read_asset(store, "embeddings", key, columns=["reused", "backend", "model_id"])  # nor the vectors
     clusters = read_asset(store, "clusters", key)
     tree = read_asset(store, "reorganized_tree", key)
     failed = []

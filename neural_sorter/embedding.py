@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import logging
 import queue
 import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -149,14 +150,18 @@ def autoencoder_encoder(model: torch.nn.Module, model_id: str, device: torch.dev
 
 
 def _prefetched_batches(
-    thumbnails: list[bytes], preprocess: Callable[[Image.Image], np.ndarray], batch_size: int, workers: int
+    thumbnails: Iterable[bytes], preprocess: Callable[[Image.Image], np.ndarray], batch_size: int, workers: int
 ) -> Iterator[np.ndarray]:
-    """Yields preprocessed batches while later ones are prepared in threads (at most ``workers + 1`` ahead)."""
+    """Yields preprocessed batches while later ones are prepared in threads (at most ``workers + 1`` ahead).
+
+    ``thumbnails`` may be a stream: only the batches in flight are ever held.
+    """
 
     def prepare(chunk: list[bytes]) -> np.ndarray:
         return np.stack([preprocess(decode_jpeg(data)) for data in chunk])
 
-    chunks = [thumbnails[i : i + batch_size] for i in range(0, len(thumbnails), batch_size)]
+    source = iter(thumbnails)
+    chunks = iter(lambda: list(itertools.islice(source, batch_size)), [])  # until a chunk comes back empty
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         queue: deque[Future[np.ndarray]] = deque()
         pending = iter(chunks)
@@ -173,13 +178,16 @@ def _prefetched_batches(
 
 
 def embed_thumbnails(
-    thumbnails: list[bytes], encoder: Encoder, batch_size: int = 32, workers: int = 2
+    thumbnails: Iterable[bytes], encoder: Encoder, batch_size: int = 32, workers: int = 2, total: int | None = None
 ) -> np.ndarray:
-    """L2-normalised float32 vectors, one per thumbnail."""
-    if not thumbnails:
+    """L2-normalised float32 vectors, one per thumbnail (a list, or a stream of ``total`` of them)."""
+    if total is None:
+        thumbnails = list(thumbnails)
+        total = len(thumbnails)
+    if not total:
         return np.zeros((0, 0), dtype=np.float32)
     out: list[np.ndarray] = []
-    progress = tqdm(total=len(thumbnails), desc=f"embed ({encoder.backend})", unit="img", disable=None, leave=False)
+    progress = tqdm(total=total, desc=f"embed ({encoder.backend})", unit="img", disable=None, leave=False)
     for batch in _prefetched_batches(thumbnails, encoder.preprocess, batch_size, workers):
         tensor = torch.from_numpy(batch).to(encoder.device)
         with torch.inference_mode():
@@ -201,7 +209,7 @@ def _reusable_vectors(reuse: pd.DataFrame | None, encoder: Encoder) -> dict[str,
 
 def _frames_to_embed(frames: pd.DataFrame, cache: dict[str, np.ndarray]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(good frame rows, the distinct frames among them whose content has no reusable vector)."""
-    good = frames[frames["error"].isna() & frames["thumbnail"].notna()]
+    good = frames[frames["error"].isna()]  # a decoded frame always has its thumbnail
     todo = good[~good["content_hash"].isin(cache.keys())].drop_duplicates(["content_hash", "frame_index"])
     return good, todo
 
@@ -214,13 +222,19 @@ def build_embeddings(
     reuse: pd.DataFrame | None = None,
     batch_size: int = 32,
     workers: int = 2,
+    thumbnails: Callable[[pd.DataFrame], Iterable[bytes]] | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Per-file vectors (a video's is the normalised mean of its frames), reusing ``reuse`` rows whose content
-    hash, backend and model id all match, plus zero-shot category probabilities for CLIP."""
+    hash, backend and model id all match, plus zero-shot category probabilities for CLIP.
+
+    ``frames`` may leave out its thumbnail column when ``thumbnails`` streams them: given the frames to embed,
+    it yields their thumbnails in that order (the pipeline reads them from the store a batch at a time).
+    """
     cache = _reusable_vectors(reuse, encoder)
     good, todo = _frames_to_embed(frames, cache)
     started = time.perf_counter()
-    vectors = embed_thumbnails(list(todo["thumbnail"]), encoder, batch_size, workers)
+    stream = thumbnails(todo) if thumbnails is not None else todo["thumbnail"]
+    vectors = embed_thumbnails(stream, encoder, batch_size, workers, total=len(todo))
     seconds = time.perf_counter() - started
     return _embedding_table(good, todo, vectors, cache, encoder, categories, category_vectors, seconds)
 

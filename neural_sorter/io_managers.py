@@ -1,5 +1,7 @@
 """Parquet storage for every asset: ``<store>/<asset_name>/<partition_key>.parquet`` on any fsspec path."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
@@ -27,17 +29,71 @@ class ParquetIOManager(dg.UPathIOManager):
         context.add_output_metadata({"rows": dg.MetadataValue.int(len(obj))})
 
     def load_from_path(self, context: dg.InputContext, path: UPath) -> pd.DataFrame:
-        with path.open("rb") as handle:
-            return pq.read_table(handle).to_pandas()
+        # An input can ask for some columns only (``AssetIn(metadata={"columns": [...]})``): most readers of
+        # decoded_frames need its index, not its thumbnails, which are nearly all of its bytes.
+        columns = (context.definition_metadata or {}).get("columns")
+        return _read_parquet(path, columns)
 
 
-def read_asset(store: str | UPath, asset_name: str, partition_key: str) -> pd.DataFrame | None:
-    """The latest stored value of an asset partition, for code outside Dagster (viewer, reuse caches)."""
-    path = UPath(store) / asset_name / f"{partition_key}.parquet"
+def _read_parquet(path: UPath, columns: list[str] | None = None, filters: list | None = None) -> pd.DataFrame:
+    with path.open("rb") as handle:
+        frame = pq.read_table(handle, columns=columns, filters=filters).to_pandas()
+    # Arrow's allocator keeps freed buffers for reuse; hand them back so a long run's resident memory is
+    # what it holds, not the high-water mark of every table it ever read.
+    pa.default_memory_pool().release_unused()
+    return frame
+
+
+def asset_path(store: str | UPath, asset_name: str, partition_key: str) -> UPath:
+    return UPath(store) / asset_name / f"{partition_key}.parquet"
+
+
+def read_asset(
+    store: str | UPath,
+    asset_name: str,
+    partition_key: str,
+    columns: list[str] | None = None,
+    filters: list | None = None,
+) -> pd.DataFrame | None:
+    """The latest stored value of an asset partition, for code outside Dagster (viewer, reuse caches);
+    ``columns`` and ``filters`` (pyarrow's) read only part of it."""
+    path = asset_path(store, asset_name, partition_key)
     if not path.exists():
         return None
+    return _read_parquet(path, columns, filters)
+
+
+def iter_stored_thumbnails(
+    store: str | UPath, partition_key: str, wanted: list[tuple[str, int]], batch_rows: int = 2048
+) -> Iterator[bytes]:
+    """Thumbnails of ``decoded_frames`` for the (content hash, frame index) keys in ``wanted``, in that order,
+    read a batch of rows at a time, so a stage can stream 100,000 thumbnails without holding them all.
+
+    Cheapest when ``wanted`` follows the stored order (as the index read by the same stage does); otherwise
+    frames read ahead of their turn wait in memory.
+    """
+    path = asset_path(store, "decoded_frames", partition_key)
+    needed = set(wanted)
+    ahead: dict[tuple[str, int], bytes] = {}
+    position = 0
     with path.open("rb") as handle:
-        return pq.read_table(handle).to_pandas()
+        for batch in pq.ParquetFile(handle).iter_batches(
+            batch_size=batch_rows, columns=["content_hash", "frame_index", "thumbnail"]
+        ):
+            columns = batch.to_pydict()
+            for content_hash, frame_index, thumbnail in zip(
+                columns["content_hash"], columns["frame_index"], columns["thumbnail"]
+            ):
+                key = (content_hash, int(frame_index))
+                if key in needed and thumbnail is not None:
+                    needed.discard(key)
+                    ahead[key] = thumbnail
+            while position < len(wanted) and wanted[position] in ahead:
+                yield ahead.pop(wanted[position])
+                position += 1
+    pa.default_memory_pool().release_unused()
+    if position < len(wanted):
+        raise KeyError(f"decoded_frames of {partition_key} has no thumbnail for {wanted[position]}")
 
 
 class ParquetIOManagerFactory(dg.ConfigurableIOManagerFactory):

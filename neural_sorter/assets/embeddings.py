@@ -6,9 +6,9 @@ import pandas as pd
 from pydantic import Field
 
 from neural_sorter.assets.models import load_trained
-from neural_sorter.decoding.frames import worker_count
+from neural_sorter.decoding.frames import FRAME_INDEX_COLUMNS, worker_count
 from neural_sorter.embedding import BackendUnavailable, build_embeddings, encoder_for, resolve_backend
-from neural_sorter.io_managers import read_asset
+from neural_sorter.io_managers import iter_stored_thumbnails, read_asset
 from neural_sorter.partitions import source_dirs
 from neural_sorter.resources.sorter import SorterResource
 
@@ -18,7 +18,13 @@ class EmbeddingsConfig(dg.Config):
     precision: str | None = Field(None, description="fp32 | int8 (CLIP on CPU only; see bench/README.md).")
 
 
-@dg.asset(partitions_def=source_dirs, group_name="embed", kinds={"pytorch", "parquet"})
+@dg.asset(
+    partitions_def=source_dirs,
+    group_name="embed",
+    kinds={"pytorch", "parquet"},
+    # The index only: thumbnails are streamed from the store while the model runs (memory stays flat).
+    ins={"decoded_frames": dg.AssetIn(metadata={"columns": FRAME_INDEX_COLUMNS})},
+)
 def embeddings(
     context: dg.AssetExecutionContext,
     config: EmbeddingsConfig,
@@ -47,7 +53,13 @@ def embeddings(
         if len(rows):
             categories = list(rows["category"])
             category_vectors = np.stack(rows["vector"].to_numpy()).astype(np.float32)
-    previous = read_asset(sorter.store_root(), "embeddings", context.partition_key)
+    store = sorter.store_root()
+    previous = read_asset(store, "embeddings", context.partition_key)
+
+    def stored_thumbnails(todo: pd.DataFrame):
+        wanted = [(h, int(i)) for h, i in zip(todo["content_hash"], todo["frame_index"])]
+        return iter_stored_thumbnails(store, context.partition_key, wanted)
+
     table, stats = build_embeddings(
         decoded_frames,
         encoder,
@@ -56,6 +68,7 @@ def embeddings(
         reuse=previous,
         batch_size=options.batch_size,
         workers=worker_count(options.decode_workers),
+        thumbnails=stored_thumbnails,
     )
     context.add_output_metadata(
         {

@@ -8,9 +8,10 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from neural_sorter.decoding.frames import FRAME_INDEX_COLUMNS
 from neural_sorter.decoding.images import decode_jpeg
 from neural_sorter.embedding import resolve_backend
-from neural_sorter.io_managers import read_asset
+from neural_sorter.io_managers import iter_stored_thumbnails, read_asset
 from neural_sorter.models.autoencoder import (
     images_to_tensor,
     load_checkpoint,
@@ -83,12 +84,17 @@ def frames_fingerprint(frames: pd.DataFrame, options: dict[str, object]) -> str:
     return digest.hexdigest()
 
 
-def training_tensor(frames: pd.DataFrame, size: int):
-    arrays = [np.asarray(resize_center_crop(decode_jpeg(t), size)) for t in frames["thumbnail"]]
+def training_tensor(thumbnails: list[bytes], size: int):
+    arrays = [np.asarray(resize_center_crop(decode_jpeg(t), size)) for t in thumbnails]
     return images_to_tensor(arrays)
 
 
-@dg.asset(partitions_def=source_dirs, group_name="models", kinds={"pytorch", "parquet"})
+@dg.asset(
+    partitions_def=source_dirs,
+    group_name="models",
+    kinds={"pytorch", "parquet"},
+    ins={"decoded_frames": dg.AssetIn(metadata={"columns": FRAME_INDEX_COLUMNS})},  # thumbnails only if used
+)
 def trained_autoencoder(
     context: dg.AssetExecutionContext,
     config: AutoencoderConfig,
@@ -107,7 +113,7 @@ def trained_autoencoder(
         return pd.DataFrame([{"status": "not used", "model_id": "", "checkpoint": "", "fingerprint": "",
                               "epoch": 0, "loss": np.nan, "reconstruction": np.nan, "kl": np.nan}])
     ae = options.autoencoder.model_copy(update={k: v for k, v in config.model_dump().items() if v is not None})
-    good = decoded_frames[decoded_frames["error"].isna() & decoded_frames["thumbnail"].notna()]
+    good = decoded_frames[decoded_frames["error"].isna()]
     if len(good) < 2:
         raise dg.Failure(f"the autoencoder needs at least 2 decoded frames; this folder has {len(good)}")
     fingerprint = frames_fingerprint(good, ae.model_dump(exclude={"retrain"}) | {"seed": options.seed})
@@ -122,7 +128,10 @@ def trained_autoencoder(
         context.log.info(f"frames unchanged: reusing {checkpoint}")
         context.add_output_metadata({"status": "reused", "checkpoint": str(checkpoint)})
         return previous.assign(status="reused")
-    data = training_tensor(good, ae.image_size)
+    wanted = [(h, int(i)) for h, i in zip(good["content_hash"], good["frame_index"])]
+    thumbnails = iter_stored_thumbnails(sorter.store_root(), context.partition_key, list(dict.fromkeys(wanted)))
+    by_key = dict(zip(dict.fromkeys(wanted), thumbnails))
+    data = training_tensor([by_key[key] for key in wanted], ae.image_size)
     context.log.info(f"training {ae.variant} on {len(data)} frames for {ae.epochs} epochs on {device}")
     model, report = train_autoencoder(data, ae, device, seed=options.seed)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)

@@ -9,9 +9,10 @@ import pandas as pd
 from pydantic import Field
 
 from neural_sorter.clustering import ClusterResult, cluster_embeddings, update_clusters
+from neural_sorter.decoding.frames import FRAME_INDEX_COLUMNS
 from neural_sorter.embedding import vectors_of
 from neural_sorter.file_manifest import display_text, source_path
-from neural_sorter.io_managers import read_asset
+from neural_sorter.io_managers import iter_stored_thumbnails, read_asset
 from neural_sorter.partitions import source_dirs
 from neural_sorter.previews import as_markdown_image, montage, scatter
 from neural_sorter.projection import extend_projection, project_3d
@@ -36,7 +37,23 @@ class ClustersConfig(dg.Config):
     recluster: bool | None = Field(None, description="Cluster from scratch instead of keeping existing clusters.")
 
 
-@dg.asset(partitions_def=source_dirs, group_name="organize", kinds={"scikitlearn", "parquet"})
+def _first_thumbnails(
+    sorter: SorterResource, partition_key: str, frames: pd.DataFrame, paths: list[str]
+) -> dict[str, bytes]:
+    """The first decoded frame of each of ``paths`` (a gallery's worth), read from the store."""
+    first = frames[frames["error"].isna() & frames["relative_path"].isin(set(paths))].drop_duplicates("relative_path")
+    keys = [(h, int(i)) for h, i in zip(first["content_hash"], first["frame_index"])]
+    unique = list(dict.fromkeys(keys))
+    by_key = dict(zip(unique, iter_stored_thumbnails(sorter.store_root(), partition_key, unique)))
+    return {path: by_key[key] for path, key in zip(first["relative_path"], keys)}
+
+
+@dg.asset(
+    partitions_def=source_dirs,
+    group_name="organize",
+    kinds={"scikitlearn", "parquet"},
+    ins={"decoded_frames": dg.AssetIn(metadata={"columns": FRAME_INDEX_COLUMNS})},  # gallery reads its own
+)
 def clusters(
     context: dg.AssetExecutionContext,
     config: ClustersConfig,
@@ -81,12 +98,14 @@ def clusters(
         incremental = True
     seconds = time.perf_counter() - started
     sizes = table.groupby("cluster_name").size().sort_values(ascending=False)
-    first_frames = decoded_frames[decoded_frames["error"].isna()].drop_duplicates("relative_path")
-    thumbs = dict(zip(first_frames["relative_path"], first_frames["thumbnail"]))
+    shown = {
+        name: list(table[table["cluster_name"] == name].sort_values("distance_to_centroid")["relative_path"].head(8))
+        for name in sizes.index[:24]
+    }
+    thumbs = _first_thumbnails(sorter, context.partition_key, decoded_frames, [p for ps in shown.values() for p in ps])
     gallery = []
-    for name in sizes.index[:24]:
-        members = table[table["cluster_name"] == name].sort_values("distance_to_centroid")
-        sample = [thumbs[p] for p in members["relative_path"].head(8) if p in thumbs]
+    for name, paths in shown.items():
+        sample = [thumbs[p] for p in paths if p in thumbs]
         if sample:
             gallery.append(f"**{name}** ({sizes[name]} files)\n\n{as_markdown_image(montage(sample, 56), name)}")
     context.log.info(f"{options.method}: {len(sizes)} clusters, silhouette {result.silhouette}")
