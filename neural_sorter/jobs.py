@@ -5,15 +5,29 @@ import os
 import dagster as dg
 from pydantic import Field
 
+from neural_sorter.memory import release_freed_memory
 from neural_sorter.partitions import source_dirs
 from neural_sorter.resources.sorter import SorterResource
 from neural_sorter.sources import PARTITIONS_NAME
+
+
+@dg.success_hook
+def release_memory_after_step(context: dg.HookContext) -> None:
+    """Steps share one process with the in-process executor: hand back what the finished step freed."""
+    release_freed_memory()
+
+
+@dg.failure_hook
+def release_memory_after_failed_step(context: dg.HookContext) -> None:
+    release_freed_memory()
+
 
 sort_source_job = dg.define_asset_job(
     "sort_source",
     selection=dg.AssetSelection.groups("ingest", "models", "embed", "organize"),
     partitions_def=source_dirs,
     description="Inventory, decode, embed, cluster, project and reorganize one source folder.",
+    hooks={release_memory_after_step, release_memory_after_failed_step},
 )
 
 
