@@ -27,7 +27,14 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from neural_sorter.decoding.frames import FRAME_COLUMNS, DecodeOptions, decode_file, decode_manifest, worker_count
+from neural_sorter.decoding.frames import (
+    DecodeOptions,
+    decode_file,
+    decode_manifest,
+    file_frame_rows,
+    frames_table,
+    worker_count,
+)
 from neural_sorter.decoding.images import decode_jpeg
 from neural_sorter.file_manifest import source_path
 from neural_sorter.models import efficientnet
@@ -347,6 +354,7 @@ def decode_and_embed(
         return content_hash, row, frame_rows, arrays
 
     pieces: list[pd.DataFrame] = [] if reused_frames is None else [reused_frames]
+    new_rows: list[dict[str, object]] = []
     decode_stats = {"reused": int(hit.sum()), "decoded": 0, "failed": 0}
     computed: dict[tuple[str, int], np.ndarray] = {}
     pending_keys: list[tuple[str, int]] = []
@@ -366,11 +374,7 @@ def decode_and_embed(
         if row is not None:
             failed = frame_rows[0]["error"] is not None
             decode_stats["failed" if failed else "decoded"] += 1
-            piece = pd.DataFrame(frame_rows)
-            piece.insert(0, "relative_path", row.relative_path)
-            piece.insert(1, "content_hash", content_hash)
-            piece.insert(2, "kind", row.kind)
-            pieces.append(piece)
+            new_rows += file_frame_rows(row.relative_path, content_hash, row.kind, frame_rows)
         for frame_index, array in arrays:
             pending_keys.append((content_hash, frame_index))
             pending_arrays.append(array)
@@ -380,7 +384,7 @@ def decode_and_embed(
     if pending_arrays:
         flush(len(pending_arrays))
     progress.close()
-    frames = _frames_table(pieces)
+    frames = frames_table(pieces, new_rows)
     good, to_embed = _frames_to_embed(frames, cache)
     keys = [(h, int(i)) for h, i in zip(to_embed["content_hash"], to_embed["frame_index"])]
     missing = [n for n, key in enumerate(keys) if key not in computed]  # only if a duplicate decoded differently
@@ -392,15 +396,6 @@ def decode_and_embed(
         good, to_embed, vectors, cache, encoder, categories, category_vectors, time.perf_counter() - started
     )
     return frames, decode_stats, table, stats
-
-
-def _frames_table(pieces: list[pd.DataFrame]) -> pd.DataFrame:
-    """The ``decoded_frames`` table from per-file pieces, typed and sorted as ``decode_manifest`` makes it."""
-    types = {"frame_index": "int64", "width": "Int64", "height": "Int64", "timestamp": "float64"}
-    if not pieces:
-        return pd.DataFrame({c: pd.Series(dtype=types.get(c, "object")) for c in FRAME_COLUMNS})
-    frames = pd.concat(pieces, ignore_index=True)[FRAME_COLUMNS].astype(types)
-    return frames.sort_values(["relative_path", "frame_index"], ignore_index=True)
 
 
 def _unordered_bounded_map(fn: Callable, items: list, workers: int, ahead: int) -> Iterator:
