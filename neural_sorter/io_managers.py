@@ -1,5 +1,6 @@
 """Parquet storage for every asset: ``<store>/<asset_name>/<partition_key>.parquet`` on any fsspec path."""
 
+from collections import Counter
 from collections.abc import Iterator
 
 import dagster as dg
@@ -64,18 +65,20 @@ def read_asset(
 
 
 def iter_stored_thumbnails(
-    store: str | UPath, partition_key: str, wanted: list[tuple[str, int]], batch_rows: int = 2048
+    store: str | UPath, partition_key: str, frames: pd.DataFrame, batch_rows: int = 2048
 ) -> Iterator[bytes]:
-    """Thumbnails of ``decoded_frames`` for the (content hash, frame index) keys in ``wanted``, in that order,
-    read a batch of rows at a time, so a stage can stream 100,000 thumbnails without holding them all.
+    """The stored thumbnail of each row of ``frames`` (rows of the ``decoded_frames`` index: content hash and
+    frame index), in row order, read a batch of rows at a time, so a stage can stream 100,000 thumbnails
+    without holding them all. A key may repeat (duplicate files): it yields the same bytes each time.
 
-    Cheapest when ``wanted`` follows the stored order (as the index read by the same stage does); otherwise
+    Cheapest when ``frames`` follows the stored order (as the index read by the same stage does); otherwise
     frames read ahead of their turn wait in memory.
     """
-    path = asset_path(store, "decoded_frames", partition_key)
-    needed = set(wanted)
+    wanted = [(h, int(i)) for h, i in zip(frames["content_hash"], frames["frame_index"])]
+    uses = Counter(wanted)
     ahead: dict[tuple[str, int], bytes] = {}
     position = 0
+    path = asset_path(store, "decoded_frames", partition_key)
     with path.open("rb") as handle:
         for batch in pq.ParquetFile(handle).iter_batches(
             batch_size=batch_rows, columns=["content_hash", "frame_index", "thumbnail"]
@@ -85,11 +88,14 @@ def iter_stored_thumbnails(
                 columns["content_hash"], columns["frame_index"], columns["thumbnail"]
             ):
                 key = (content_hash, int(frame_index))
-                if key in needed and thumbnail is not None:
-                    needed.discard(key)
+                if key in uses and key not in ahead and thumbnail is not None:
                     ahead[key] = thumbnail
             while position < len(wanted) and wanted[position] in ahead:
-                yield ahead.pop(wanted[position])
+                key = wanted[position]
+                yield ahead[key]
+                uses[key] -= 1
+                if not uses[key]:  # its last use: never kept again, as it is no longer in ``uses``
+                    del ahead[key], uses[key]
                 position += 1
     pa.default_memory_pool().release_unused()
     if position < len(wanted):

@@ -35,14 +35,20 @@ def test_read_asset_reads_only_the_columns_asked_for(store: Path) -> None:
     assert read_asset(store, "decoded_frames", "other") is None
 
 
+def keys(*pairs: tuple[str, int]) -> pd.DataFrame:
+    return pd.DataFrame(pairs, columns=["content_hash", "frame_index"])
+
+
 def test_stored_thumbnails_come_in_the_order_asked_for(store: Path) -> None:
-    in_order = [(f"h{n}", 0) for n in range(0, 2500, 3)]
+    in_order = keys(*[(f"h{n}", 0) for n in range(0, 2500, 3)])
     assert list(iter_stored_thumbnails(store, "p", in_order)) == [f"jpeg-{n}".encode() for n in range(0, 2500, 3)]
-    backwards = [("h2400", 0), ("h7", 0), ("h1500", 0)]  # against the stored order: still right
+    backwards = keys(("h2400", 0), ("h7", 0), ("h1500", 0))  # against the stored order: still right
     assert list(iter_stored_thumbnails(store, "p", backwards, batch_rows=100)) == [b"jpeg-2400", b"jpeg-7",
                                                                                     b"jpeg-1500"]
+    repeated = keys(("h3", 0), ("h9", 0), ("h3", 0))  # duplicate files share one stored frame
+    assert list(iter_stored_thumbnails(store, "p", repeated, batch_rows=100)) == [b"jpeg-3", b"jpeg-9", b"jpeg-3"]
 
 
 def test_a_missing_thumbnail_is_an_error_not_a_short_stream(store: Path) -> None:
     with pytest.raises(KeyError, match="bad"):
-        list(iter_stored_thumbnails(store, "p", [("h1", 0), ("bad", 0)]))
+        list(iter_stored_thumbnails(store, "p", keys(("h1", 0), ("bad", 0))))

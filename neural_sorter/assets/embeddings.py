@@ -57,8 +57,7 @@ def embeddings(
     previous = read_asset(store, "embeddings", context.partition_key)
 
     def stored_thumbnails(todo: pd.DataFrame):
-        wanted = [(h, int(i)) for h, i in zip(todo["content_hash"], todo["frame_index"])]
-        return iter_stored_thumbnails(store, context.partition_key, wanted)
+        return iter_stored_thumbnails(store, context.partition_key, todo)
 
     table, stats = build_embeddings(
         decoded_frames,

@@ -128,10 +128,8 @@ def trained_autoencoder(
         context.log.info(f"frames unchanged: reusing {checkpoint}")
         context.add_output_metadata({"status": "reused", "checkpoint": str(checkpoint)})
         return previous.assign(status="reused")
-    wanted = [(h, int(i)) for h, i in zip(good["content_hash"], good["frame_index"])]
-    thumbnails = iter_stored_thumbnails(sorter.store_root(), context.partition_key, list(dict.fromkeys(wanted)))
-    by_key = dict(zip(dict.fromkeys(wanted), thumbnails))
-    data = training_tensor([by_key[key] for key in wanted], ae.image_size)
+    thumbnails = iter_stored_thumbnails(sorter.store_root(), context.partition_key, good)
+    data = training_tensor(list(thumbnails), ae.image_size)
     context.log.info(f"training {ae.variant} on {len(data)} frames for {ae.epochs} epochs on {device}")
     model, report = train_autoencoder(data, ae, device, seed=options.seed)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)

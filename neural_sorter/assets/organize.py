@@ -42,10 +42,7 @@ def _first_thumbnails(
 ) -> dict[str, bytes]:
     """The first decoded frame of each of ``paths`` (a gallery's worth), read from the store."""
     first = frames[frames["error"].isna() & frames["relative_path"].isin(set(paths))].drop_duplicates("relative_path")
-    keys = [(h, int(i)) for h, i in zip(first["content_hash"], first["frame_index"])]
-    unique = list(dict.fromkeys(keys))
-    by_key = dict(zip(unique, iter_stored_thumbnails(sorter.store_root(), partition_key, unique)))
-    return {path: by_key[key] for path, key in zip(first["relative_path"], keys)}
+    return dict(zip(first["relative_path"], iter_stored_thumbnails(sorter.store_root(), partition_key, first)))
 
 
 @dg.asset(
