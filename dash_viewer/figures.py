@@ -188,6 +188,39 @@ def _legend() -> dict[str, Any]:
     }
 
 
+def _point_traces(
+    data: PartitionData,
+    color_by: str,
+    mask: np.ndarray | None,
+    selected: int | None,
+    results: list[int] | None,
+    three_d: bool,
+) -> list[dict[str, Any]]:
+    """The two reserved highlight traces, then one trace per legend group (3D ``scatter3d`` or 2D ``scattergl``)."""
+    q = data.quantized()
+    size = marker_size(int(mask.sum()) if mask is not None else len(data), three_d=three_d)
+    axes = ("x", "y", "z") if three_d else ("x", "y")
+    traces: list[dict[str, Any]] = list(highlight_traces(data, selected, results, three_d=three_d))
+    for group in groups(data, color_by, mask):
+        trace: dict[str, Any] = {
+            "type": "scatter3d" if three_d else "scattergl",
+            "mode": "markers",
+            "name": f"{group.label}  ·  {len(group.ids)}",
+            "uid": group.key,
+            "legendgroup": group.key,
+            **{axis: typed_array(q[group.ids, n]) for n, axis in enumerate(axes)},
+            "hoverinfo": "none",
+        }
+        if three_d:
+            trace["marker"] = {"size": size, "color": group.color, "opacity": 0.88, "line": {"width": 0}}
+        else:  # lasso selection dims what is left out
+            trace["marker"] = {"size": size, "color": group.color, "opacity": 0.85}
+            trace["selected"] = {"marker": {"opacity": 1.0}}
+            trace["unselected"] = {"marker": {"opacity": 0.18}}
+        traces.append(trace)
+    return traces
+
+
 def map_3d(
     data: PartitionData,
     color_by: str = "cluster",
@@ -196,24 +229,7 @@ def map_3d(
     results: list[int] | None = None,
 ) -> dict[str, Any]:
     """The 3D WebGL scatter of ``3d_projection``: one ``scatter3d`` trace per legend group."""
-    q = data.quantized()
-    size = marker_size(int(mask.sum()) if mask is not None else len(data))
-    traces: list[dict[str, Any]] = list(highlight_traces(data, selected, results, three_d=True))
-    for group in groups(data, color_by, mask):
-        traces.append(
-            {
-                "type": "scatter3d",
-                "mode": "markers",
-                "name": f"{group.label}  ·  {len(group.ids)}",
-                "uid": group.key,
-                "legendgroup": group.key,
-                "x": typed_array(q[group.ids, 0]),
-                "y": typed_array(q[group.ids, 1]),
-                "z": typed_array(q[group.ids, 2]),
-                "hoverinfo": "none",
-                "marker": {"size": size, "color": group.color, "opacity": 0.88, "line": {"width": 0}},
-            }
-        )
+    traces = _point_traces(data, color_by, mask, selected, results, three_d=True)
     axis = {
         "visible": True, "showticklabels": False, "title": {"text": ""}, "showspikes": False,
         "showbackground": False, "showgrid": True, "gridcolor": "#222735", "zeroline": False,
@@ -246,25 +262,7 @@ def map_2d(
     results: list[int] | None = None,
 ) -> dict[str, Any]:
     """A ``scattergl`` view of x/y in lasso mode, where points are selected for the CSV export."""
-    q = data.quantized()
-    size = marker_size(int(mask.sum()) if mask is not None else len(data), three_d=False)
-    traces: list[dict[str, Any]] = list(highlight_traces(data, selected, results, three_d=False))
-    for group in groups(data, color_by, mask):
-        traces.append(
-            {
-                "type": "scattergl",
-                "mode": "markers",
-                "name": f"{group.label}  ·  {len(group.ids)}",
-                "uid": group.key,
-                "legendgroup": group.key,
-                "x": typed_array(q[group.ids, 0]),
-                "y": typed_array(q[group.ids, 1]),
-                "hoverinfo": "none",
-                "marker": {"size": size, "color": group.color, "opacity": 0.85},
-                "selected": {"marker": {"opacity": 1.0}},
-                "unselected": {"marker": {"opacity": 0.18}},
-            }
-        )
+    traces = _point_traces(data, color_by, mask, selected, results, three_d=False)
     axis = {"visible": False, "showgrid": False, "zeroline": False}
     return {
         "data": traces,
