@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.decomposition import PCA
 
 # t-SNE (Barnes-Hut, 3D) takes minutes from about 10,000 points and grows faster than linearly: above this
@@ -100,3 +101,18 @@ def extend_projection(
 
 # Entries of one block of the new x known similarity matrix in ``extend_projection`` (float32: 64 MB).
 _SIMILARITY_BLOCK = 16_000_000
+
+
+def projection_table(embeddings: pd.DataFrame, coords: np.ndarray, clusters: pd.DataFrame, method: str) -> pd.DataFrame:
+    """The ``3d_projection`` table: x, y, z per file with the cluster it belongs to and the method used."""
+    table = pd.DataFrame(
+        {
+            "relative_path": embeddings["relative_path"].to_numpy(),
+            "content_hash": embeddings["content_hash"].to_numpy(),
+            "x": coords[:, 0],
+            "y": coords[:, 1],
+            "z": coords[:, 2],
+        }
+    ).merge(clusters[["relative_path", "cluster_id", "cluster_name"]], on="relative_path", how="left")
+    table["method"] = method
+    return table

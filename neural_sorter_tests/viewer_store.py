@@ -67,7 +67,7 @@ def build_store(
     from neural_sorter.decoding.frames import DecodeOptions, decode_manifest
     from neural_sorter.embedding import build_embeddings, clip_encoder, cnn_encoder, vectors_of
     from neural_sorter.file_manifest import build_file_manifest
-    from neural_sorter.projection import project_3d
+    from neural_sorter.projection import project_3d, projection_table
     from neural_sorter.sources import SourceRegistry
 
     key = SourceRegistry(str(store)).add(images)
@@ -102,22 +102,13 @@ def build_store(
         embeddings, vectors, "kmeans", k, (2, 6), 5, categories if category_vectors is not None else [], 0.0, seed
     )
     coords, used = project_3d(vectors, projection, seed)
-    projection_table = pd.DataFrame(
-        {
-            "relative_path": embeddings["relative_path"].to_numpy(),
-            "x": coords[:, 0],
-            "y": coords[:, 1],
-            "z": coords[:, 2],
-        }
-    ).merge(clusters[["relative_path", "cluster_id", "cluster_name"]], on="relative_path", how="left")
-    projection_table["method"] = used
     for asset, table in (
         ("file_manifest", manifest),
         ("decoded_frames", frames),
         ("clip_model", clip_model),
         ("embeddings", embeddings),
         ("clusters", clusters),
-        ("3d_projection", projection_table),
+        ("3d_projection", projection_table(embeddings, coords, clusters, used)),
     ):
         write_asset(store, asset, key, table)
     return key

@@ -15,7 +15,7 @@ from neural_sorter.file_manifest import display_text, source_path
 from neural_sorter.io_managers import iter_stored_thumbnails, read_asset
 from neural_sorter.partitions import source_dirs
 from neural_sorter.previews import as_markdown_image, montage, scatter
-from neural_sorter.projection import extend_projection, project_3d
+from neural_sorter.projection import extend_projection, project_3d, projection_table
 from neural_sorter.reorganize import (
     Action,
     OutputBusyError,
@@ -150,16 +150,7 @@ def projection_3d(
     vectors = vectors_of(embeddings)
     previous = None if options.recluster else read_asset(sorter.store_root(), "3d_projection", context.partition_key)
     coords, used, reused = _incremental_coords(previous, embeddings, vectors, options)
-    table = pd.DataFrame(
-        {
-            "relative_path": embeddings["relative_path"].to_numpy(),
-            "content_hash": embeddings["content_hash"].to_numpy(),
-            "x": coords[:, 0],
-            "y": coords[:, 1],
-            "z": coords[:, 2],
-        }
-    ).merge(clusters[["relative_path", "cluster_id", "cluster_name"]], on="relative_path", how="left")
-    table["method"] = used
+    table = projection_table(embeddings, coords, clusters, used)
     context.add_output_metadata(
         {
             "method": used,
