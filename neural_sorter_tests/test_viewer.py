@@ -22,7 +22,7 @@ from dash import no_update
 from dash_viewer import callbacks, figures, views
 from dash_viewer import data as vdata
 from dash_viewer.app import create_app, viewer_of
-from neural_sorter_tests.viewer_store import build_store, copy_images, tuxpaint_available, write_asset
+from neural_sorter_tests.viewer_store import build_store, copy_images, real_image_store, write_asset
 
 N_IMAGES = 30
 
@@ -30,13 +30,7 @@ N_IMAGES = 30
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
     """(store, partition key, source folder): 30 real images through the pipeline functions (cnn, pca)."""
-    if not tuxpaint_available():
-        pytest.skip("real-image data set ../shared/datasets/tuxpaint8 not found")
-    root = tmp_path_factory.mktemp("viewer")
-    images = copy_images(root / "photos", N_IMAGES)
-    store = root / "store"
-    key = build_store(store, images, backend="cnn", projection="pca", k=4)
-    return store, key, images
+    return real_image_store(tmp_path_factory.mktemp("viewer"), N_IMAGES)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import pytest
 
 from dash_viewer.data import ViewerStore
 from dash_viewer.figures import FIRST_GROUP_TRACE, drawn_state, group_ids
-from neural_sorter_tests.viewer_store import build_store, copy_images, tuxpaint_available, write_asset
+from neural_sorter_tests.viewer_store import real_image_store, write_asset
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -35,16 +35,12 @@ TIMEOUT = 30
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The viewer on a free localhost port, over a store materialized from 30 real images."""
-    if not tuxpaint_available():
-        pytest.skip("real-image data set ../shared/datasets/tuxpaint8 not found")
+    root = tmp_path_factory.mktemp("viewer-e2e")
+    store, key, images = real_image_store(root, N_IMAGES)
     from werkzeug.serving import make_server
 
     from dash_viewer.app import create_app
 
-    root = tmp_path_factory.mktemp("viewer-e2e")
-    images = copy_images(root / "photos", N_IMAGES)
-    store = root / "store"
-    key = build_store(store, images, backend="cnn", projection="pca", k=4)
     app = create_app(store, poll_ms=700, stat_ttl=0.2, run_lookup=False)
     server = make_server("127.0.0.1", 0, app.server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="viewer-e2e", daemon=True)

@@ -112,3 +112,15 @@ def build_store(
     ):
         write_asset(store, asset, key, table)
     return key
+
+
+def real_image_store(root: Path, count: int = 30) -> tuple[Path, str, Path]:
+    """(store, partition key, source folder): ``count`` real images through the pipeline functions (cnn, pca,
+    k=4) under ``root``; skips the calling test when the shared data set is missing."""
+    import pytest
+
+    if not tuxpaint_available():
+        pytest.skip("real-image data set ../shared/datasets/tuxpaint8 not found")
+    images = copy_images(root / "photos", count)
+    store = root / "store"
+    return store, build_store(store, images, backend="cnn", projection="pca", k=4), images
