@@ -1,5 +1,7 @@
 """``embeddings``: one normalised vector per file from the resolved backend."""
 
+import functools
+
 import dagster as dg
 import numpy as np
 import pandas as pd
@@ -55,10 +57,6 @@ def embeddings(
             category_vectors = np.stack(rows["vector"].to_numpy()).astype(np.float32)
     store = sorter.store_root()
     previous = read_asset(store, "embeddings", context.partition_key)
-
-    def stored_thumbnails(todo: pd.DataFrame):
-        return iter_stored_thumbnails(store, context.partition_key, todo)
-
     table, stats = build_embeddings(
         decoded_frames,
         encoder,
@@ -67,7 +65,7 @@ def embeddings(
         reuse=previous,
         batch_size=options.batch_size,
         workers=worker_count(options.decode_workers),
-        thumbnails=stored_thumbnails,
+        thumbnails=functools.partial(iter_stored_thumbnails, store, context.partition_key),
     )
     context.add_output_metadata(
         {
