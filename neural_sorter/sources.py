@@ -16,6 +16,8 @@ from pathlib import Path
 
 from upath import UPath
 
+from neural_sorter.store import Store
+
 PARTITIONS_NAME = "source_dirs"
 _SLUG_MAX = 24
 
@@ -43,8 +45,9 @@ class UnknownSourceError(KeyError):
 class SourceRegistry:
     """Maps partition keys to absolute folder paths; a JSON file in the store so every process agrees."""
 
-    def __init__(self, store: str | UPath) -> None:
-        self._file = UPath(store) / "sources.json"
+    def __init__(self, store: str | UPath | Store) -> None:
+        root = store.root if isinstance(store, Store) else UPath(store)
+        self._file = root / "sources.json"
 
     def _read(self) -> dict[str, str]:
         if not self._file.exists():
