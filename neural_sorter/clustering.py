@@ -14,6 +14,9 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import silhouette_score
 
 UNSORTED = "unsorted"
+# The methods the `method` option offers (the settings, CLI and launchpad take their choices from here).
+METHODS = ("kmeans", "hierarchical", "hdbscan")
+DEFAULT_METHOD = "kmeans"
 # Above this many points hierarchical clustering is fitted on a sample and the rest assigned by nearest
 # centroid, so no n x n distance matrix is ever built.
 HIERARCHICAL_SAMPLE = 5000
