@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
 from neural_sorter import settings
+from neural_sorter.sources import default_output_dir, partition_key_for
+from neural_sorter.store import Store
+from neural_sorter.tables import CLUSTERS, DECODED_FRAMES, EMBEDDINGS, FILE_MANIFEST, REORGANIZED_TREE
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -24,38 +29,49 @@ def _instance():
     return DagsterInstance.get()
 
 
-def _resource_config(args: argparse.Namespace) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    if args.config:
-        config["config_file"] = str(Path(args.config).expanduser().resolve())
-    for name in ("backend", "clip_model", "output_dir", "seed"):
-        value = getattr(args, name, None)
-        if value is not None:
-            config[name] = value
-    if args.categories is not None:
-        config["categories"] = [c.strip() for c in args.categories.split(",") if c.strip()]
-    return config
+# The options `sort` offers, each declared once in its stage's options model; flags, choices, defaults and
+# help are derived from there.
+SORT_OPTIONS = (
+    "backend",
+    "clip_model",
+    "categories",
+    "precision",
+    "method",
+    "k",
+    "projection",
+    "mode",
+    "rename",
+    "dry_run",
+    "recluster",
+    "seed",
+)
 
 
-def _op_config(args: argparse.Namespace) -> dict[str, Any]:
-    ops: dict[str, dict[str, Any]] = {}
+def add_option_flags(parser: argparse.ArgumentParser, model, names) -> None:
+    """One ``--flag`` per option of ``model``: choices from its Literal, help with its default."""
+    for name in names:
+        info = model.model_fields[name]
+        flag = "--" + name.replace("_", "-")
+        help_text = settings.describe(info).replace("%", "%%")
+        args = typing.get_args(info.annotation)
+        if info.annotation is bool:
+            parser.add_argument(flag, action="store_const", const=True, help=help_text)
+        elif typing.get_origin(info.annotation) is typing.Literal:
+            parser.add_argument(flag, choices=list(args), help=help_text)
+        elif typing.get_origin(info.annotation) is list:
+            parser.add_argument(flag, type=_comma_list, metavar="A,B,C", help=help_text)
+        elif info.annotation is int:
+            parser.add_argument(flag, type=int, help=help_text)
+        else:
+            parser.add_argument(flag, type=str, metavar=name.upper(), help=help_text)
 
-    def put(op: str, key: str, value: Any) -> None:
-        if value is not None:
-            ops.setdefault(op, {"config": {}})["config"][key] = value
 
-    put("embeddings", "precision", args.precision)
-    put("clusters", "method", args.method)
-    put("clusters", "k", str(args.k) if args.k is not None else None)
-    put("3d_projection", "projection", args.projection)
-    put("reorganized_tree", "mode", args.mode)
-    put("reorganized_tree", "rename", True if args.rename else None)
-    put("reorganized_tree", "dry_run", True if args.dry_run else None)
-    put("reorganized_tree", "force", True if args.force else None)
-    put("trained_autoencoder", "retrain", True if args.retrain else None)
-    put("clusters", "recluster", True if args.recluster else None)
-    put("3d_projection", "recluster", True if args.recluster else None)
-    return ops
+def _comma_list(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _option_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {name: getattr(args, name) for name in SORT_OPTIONS}
 
 
 def _first_failure(result) -> str:
@@ -70,15 +86,13 @@ def _first_failure(result) -> str:
     return "run failed"
 
 
-def summarize(store: str, key: str, source: Path) -> dict[str, Any]:
+def summarize(store: Store, key: str, source: Path) -> dict[str, Any]:
     """The per-partition summary printed by ``--json``, read back from the stored assets."""
-    from neural_sorter.io_managers import read_asset
-
-    manifest = read_asset(store, "file_manifest", key)
-    frames = read_asset(store, "decoded_frames", key, columns=["relative_path", "error"])  # not the thumbnails
-    embeds = read_asset(store, "embeddings", key, columns=["reused", "backend", "model_id"])  # nor the vectors
-    clusters = read_asset(store, "clusters", key)
-    tree = read_asset(store, "reorganized_tree", key)
+    manifest = store.read(FILE_MANIFEST, key)
+    frames = store.read(DECODED_FRAMES, key, columns=["relative_path", "error"])  # not the thumbnails
+    embeds = store.read(EMBEDDINGS, key, columns=["reused", "backend", "model_id"])  # nor the vectors
+    clusters = store.read(CLUSTERS, key)
+    tree = store.read(REORGANIZED_TREE, key)
     failed = []
     if manifest is not None:
         bad = manifest[manifest["kind"] == "unsupported"]
@@ -121,21 +135,14 @@ def sort_source_job_def():
 
 
 def cmd_sort(args: argparse.Namespace) -> int:
-    import dagster as dg
-
     from neural_sorter.reorganize import OutputDirError, check_output_dir
-    from neural_sorter.sources import PARTITIONS_NAME, SourceRegistry
+    from neural_sorter.sources import PARTITIONS_NAME
 
     try:
-        config = settings.load_config(args.config)
-        config.updated(backend=args.backend, clip_model=args.clip_model, seed=args.seed)
+        config = settings.load_config(args.config).updated(**_option_values(args))
     except settings.ConfigError as exc:
         return _fail(str(exc), 2)
-    out = args.output_dir or config.output_dir
-    if not out:
-        return _fail("no output folder: pass --out DIR or set output_dir in the config file", 2)
-    args.output_dir = str(Path(out).expanduser().resolve())
-    sources = [Path(s).expanduser().resolve() for s in (args.sources or config.sources)]
+    sources = [Path(settings.normalise_path(s)) for s in (args.sources or config.sources)]
     if not sources:
         return _fail("no source folder: pass one or more SRC or list `sources:` in the config file", 2)
     for source in sources:
@@ -143,46 +150,78 @@ def cmd_sort(args: argparse.Namespace) -> int:
             return _fail(f"source {source} does not exist", 2)
         if not source.is_dir():
             return _fail(f"source {source} is a file, not a folder", 2)
-    try:
-        check_output_dir(Path(args.output_dir), sources, force=args.force)
-    except OutputDirError as exc:
-        return _fail(str(exc), 2)
+    store = Store.default()
+    outputs = {}
+    for source in sources:
+        recorded = store.sources.record(partition_key_for(source)).get("output_dir")
+        out = args.output_dir or config.output_dir or recorded or default_output_dir(source)
+        outputs[source] = Path(settings.normalise_path(out))
+        try:
+            check_output_dir(outputs[source], sources, force=args.force)
+        except OutputDirError as exc:
+            return _fail(str(exc), 2)
+    clip_problem = _missing_clip_folder(config)
+    if clip_problem:
+        return _fail(clip_problem, 2)
     instance = _instance()
-    store = settings.store_root()
-    registry = SourceRegistry(store)
-    run_config = {
-        # One process for the whole run by default: a step per process would import torch eight times.
-        "execution": {"config": {"in_process": {}}},
-        "resources": {"sorter": {"config": _resource_config(args)}},
-        "ops": _op_config(args),
-        "loggers": {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}},
-    }
     status = 0
     for source in sources:
-        key = registry.add(source)
+        out = outputs[source]
+        key = store.sources.add(source, output_dir=out)
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
         if not args.json:
-            print(f"sorting {source} (partition {key}) -> {args.output_dir}/{key}", file=sys.stderr)
-        # execute_job, not execute_in_process: the latter keeps every step's output in memory for the whole
-        # run (thumbnails, vectors), which on a 20,000-image folder is most of the run's peak memory.
-        with dg.execute_job(
-            dg.reconstructable(sort_source_job_def),
-            instance=instance,
-            run_config=run_config,
-            tags={"dagster/partition": key},
-        ) as result:
-            failure = None if result.success else _first_failure(result)
-            run_id = result.run_id
+            print(f"sorting {source} (partition {key}) -> {out}/{key}", file=sys.stderr)
+        run_config = _sort_run_config(args, out, str(store.root))
+        failure, run_id = _run_sort(instance, run_config, key, args.verbose)
         if failure is not None:
             status = 1
             print(f"neural-sorter: error: {source}: {failure} (run {run_id})", file=sys.stderr)
             continue
-        summary = summarize(store, key, source) | {"run_id": run_id, "output": f"{args.output_dir}/{key}"}
+        summary = summarize(store, key, source) | {"run_id": run_id, "output": f"{out}/{key}",
+                                                   "undo": f"neural-sorter undo {out}"}
         if args.json:
-            print(json.dumps(summary))
+            print(json.dumps(summary), flush=True)
         else:
             _print_summary(summary)
     return status
+
+
+def _missing_clip_folder(config: settings.SorterConfig) -> str | None:
+    """A CLIP model given as a path that is not there is a typo, not a hub id: say so before any work."""
+    value = config.clip_model
+    looks_like_path = value.startswith(("/", "~", "./", "../")) or os.sep + os.sep in value
+    if config.backend in ("clip", "auto") and looks_like_path and not Path(value).expanduser().is_dir():
+        return f"CLIP model folder not found: {value} (pass --clip-model with a folder that holds a saved model)"
+    return None
+
+
+def _sort_run_config(args: argparse.Namespace, out: Path, store: str) -> dict[str, Any]:
+    from neural_sorter.defs.run_config import sort_run_config
+
+    values = _option_values(args) | {"output_dir": str(out), "store": store, "force": True if args.force else None}
+    if args.config:
+        values["config_file"] = str(Path(args.config).expanduser().resolve())
+    run_config = sort_run_config(values, {"retrain": True} if args.retrain else None)
+    # One process for the whole run by default: a step per process would import torch eight times.
+    run_config["execution"] = {"config": {"in_process": {}}}
+    run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}}
+    return run_config
+
+
+def _run_sort(instance, run_config: dict[str, Any], key: str, verbose: bool) -> tuple[str | None, str]:
+    """Runs the job for one partition; (first failure or None, run id). Anything a library prints goes to
+    stderr, so stdout holds only the summary (``--json`` output parses)."""
+    import dagster as dg
+
+    # execute_job, not execute_in_process: the latter keeps every step's output in memory for the whole
+    # run (thumbnails, vectors), which on a 20,000-image folder is most of the run's peak memory.
+    with contextlib.redirect_stdout(sys.stderr), dg.execute_job(
+        dg.reconstructable(sort_source_job_def),
+        instance=instance,
+        run_config=run_config,
+        tags={"dagster/partition": key},
+    ) as result:
+        return (None if result.success else _first_failure(result)), result.run_id
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -221,9 +260,9 @@ def cmd_undo(args: argparse.Namespace) -> int:
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
-    from neural_sorter.sources import PARTITIONS_NAME, SourceRegistry, partition_key_for
+    from neural_sorter.sources import PARTITIONS_NAME
 
-    registry = SourceRegistry(settings.store_root())
+    registry = Store.default().sources
     if args.action == "add":
         instance = _instance()
         for path in args.paths:
@@ -245,7 +284,7 @@ def cmd_sources(args: argparse.Namespace) -> int:
         entries = registry.entries()
         try:
             for source in settings.load_config(args.config).sources:
-                entries.setdefault(partition_key_for(source), os.path.abspath(source) + "  (config)")
+                entries.setdefault(partition_key_for(source), source + "  (config)")
         except settings.ConfigError as exc:
             return _fail(str(exc), 2)
         for key, path in sorted(entries.items()):
@@ -271,23 +310,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sort = sub.add_parser("sort", help="sort folders into per-cluster folders")
     sort.add_argument("sources", nargs="*", metavar="SRC", help="source folders (default: config `sources`)")
-    sort.add_argument("--out", dest="output_dir", metavar="OUT", help="output folder")
-    sort.add_argument("--backend", choices=["auto", "clip", "cnn", "autoencoder"])
-    sort.add_argument("--clip-model", metavar="ID_OR_DIR", help="Hugging Face hub id or local model folder")
-    sort.add_argument("--categories", metavar="a,b,c", help="CLIP text categories used to name clusters")
     sort.add_argument(
-        "--precision", choices=["fp32", "int8"], help="int8: quantized CLIP on CPU, faster (bench/README.md)"
+        "--out", dest="output_dir", metavar="OUT",
+        help="output folder (default: output_dir of the config file, else the one SRC was last sorted into, "
+        "else SRC-sorted beside SRC)",
     )
-    sort.add_argument("--method", choices=["kmeans", "hierarchical", "hdbscan"])
-    sort.add_argument("--k", metavar="N|auto", type=_k_value)
-    sort.add_argument("--projection", choices=["umap", "tsne", "pca"])
-    sort.add_argument("--mode", choices=["copy", "hardlink", "symlink", "move"])
-    sort.add_argument("--rename", action="store_true", help="prefix names with sortable hierarchical codes")
-    sort.add_argument("--dry-run", action="store_true", help="write only the manifest")
+    add_option_flags(sort, settings.SorterConfig, SORT_OPTIONS)
     sort.add_argument("--force", action="store_true", help="allow a non-empty OUT not made by neural-sorter")
     sort.add_argument("--retrain", action="store_true", help="retrain the autoencoder even if frames are unchanged")
-    sort.add_argument("--recluster", action="store_true", help="cluster from scratch, not keeping clusters stable")
-    sort.add_argument("--seed", type=int)
     sort.add_argument("--json", action="store_true", help="print one JSON summary per source")
     sort.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
     sort.set_defaults(func=cmd_sort)
@@ -307,18 +337,6 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--port", type=int, default=8050)
     view.set_defaults(func=cmd_view)
     return parser
-
-
-def _k_value(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("k must be a whole number or 'auto'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("k must be >= 1")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

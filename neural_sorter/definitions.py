@@ -1,15 +1,20 @@
-"""The Dagster code location: assets, jobs, resources. Thin by design; logic lives in plain modules."""
+"""The Dagster code location: composes the skin in ``neural_sorter.defs``; nothing else happens here."""
 
 import dagster as dg
 
-from neural_sorter.assets.embeddings import embeddings
-from neural_sorter.assets.ingest import decoded_frames, file_manifest
-from neural_sorter.assets.models import clip_model, trained_autoencoder
-from neural_sorter.assets.organize import clusters, projection_3d, reorganized_tree
-from neural_sorter.io_managers import ParquetIOManagerFactory
-from neural_sorter.jobs import register_source, sort_source_job
-from neural_sorter.resources.sorter import SorterResource
-from neural_sorter.sensors.source_directory import resort_schedule, source_directory_sensor
+from neural_sorter.defs.assets.clip_model import clip_model
+from neural_sorter.defs.assets.clusters import clusters
+from neural_sorter.defs.assets.decoded_frames import decoded_frames
+from neural_sorter.defs.assets.embeddings import embeddings
+from neural_sorter.defs.assets.file_manifest import file_manifest
+from neural_sorter.defs.assets.projection_3d import projection_3d
+from neural_sorter.defs.assets.reorganized_tree import reorganized_tree
+from neural_sorter.defs.assets.trained_autoencoder import trained_autoencoder
+from neural_sorter.defs.automation import resort_schedule, source_directory_sensor
+from neural_sorter.defs.checks import ALL_CHECKS
+from neural_sorter.defs.io_manager import ParquetIOManagerFactory
+from neural_sorter.defs.jobs import register_source, sort_after_register, sort_source_job
+from neural_sorter.defs.resources import SorterResource
 
 ALL_ASSETS = [
     file_manifest,
@@ -22,10 +27,12 @@ ALL_ASSETS = [
     reorganized_tree,
 ]
 
+sorter = SorterResource()
 defs = dg.Definitions(
     assets=ALL_ASSETS,
+    asset_checks=ALL_CHECKS,
     jobs=[sort_source_job, register_source],
-    sensors=[source_directory_sensor],
+    sensors=[source_directory_sensor, sort_after_register],
     schedules=[resort_schedule],
-    resources={"sorter": SorterResource(), "io_manager": ParquetIOManagerFactory()},
+    resources={"sorter": sorter, "io_manager": ParquetIOManagerFactory(sorter=sorter)},
 )

@@ -8,42 +8,39 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 
-Backend = Literal["auto", "clip", "cnn", "autoencoder"]
-ClusterMethod = Literal["kmeans", "hierarchical", "hdbscan"]
-ProjectionMethod = Literal["umap", "tsne", "pca"]
-ReorganizeMode = Literal["copy", "hardlink", "symlink", "move"]
-Precision = Literal["fp32", "int8"]
+from neural_sorter.sources import normalise_path
+from neural_sorter.stages.clusters import ClusterOptions
+from neural_sorter.stages.decoded_frames import FrameOptions
+from neural_sorter.stages.embeddings import DEFAULT_CLIP_MODEL, EmbeddingOptions
+from neural_sorter.stages.projection_3d import ProjectionOptions
+from neural_sorter.stages.reorganized_tree import ReorganizeOptions
+from neural_sorter.stages.trained_autoencoder import AutoencoderOptions
 
-DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
+__all__ = ["DEFAULT_CLIP_MODEL", "AutoencoderOptions", "ConfigError", "SorterConfig", "load_config"]
+
+
+def describe(info: FieldInfo) -> str:
+    """An option's help text with its default, for the CLI and the launchpad alike."""
+    default = info.get_default(call_default_factory=True)
+    if isinstance(default, BaseModel):
+        return info.description or ""
+    if isinstance(default, (list, tuple)):
+        default = ", ".join(str(v) for v in default) or "none"
+    return " ".join(part for part in (info.description or "", f"Default: {default}.") if part)
 
 
 class ConfigError(ValueError):
     """An invalid configuration value; the message names the offending field."""
 
 
-class AutoencoderOptions(BaseModel):
-    """Training options of the autoencoder backend."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    variant: Literal["vae", "ae"] = "vae"
-    image_size: int = Field(64, ge=16, le=256)
-    latent_dim: int = Field(64, ge=2, le=1024)
-    epochs: int = Field(30, ge=1, le=10_000)
-    batch_size: int = Field(32, ge=1, le=4096)
-    learning_rate: float = Field(2e-3, gt=0)
-    kl_weight: float = Field(0.5, ge=0)
-    kl_warmup_epochs: int = Field(5, ge=0)
-    retrain: bool = False
-
-
-class SorterConfig(BaseModel):
-    """Every option a user can set, with the defaults a first run uses."""
+class SourceOptions(BaseModel):
+    """Which folders are sorted, where the result goes, and what runs by itself."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -52,51 +49,30 @@ class SorterConfig(BaseModel):
         default_factory=list, description="Folders whose immediate subfolders each become a source."
     )
     output_dir: str | None = Field(None, description="Where the per-cluster folders are written.")
-    backend: Backend = "auto"
-    clip_model: str = Field(DEFAULT_CLIP_MODEL, description="Hugging Face hub id or a local folder.")
-    categories: list[str] = Field(default_factory=list, description="CLIP text categories that name clusters.")
-    category_threshold: float = Field(0.35, ge=0.0, le=1.0)
-    prompt_template: str = "a photo of {}"
-    method: ClusterMethod = "kmeans"
-    k: int | Literal["auto"] = "auto"
-    k_range: tuple[int, int] = (2, 12)
-    min_cluster_size: int = Field(5, ge=2)
-    projection: ProjectionMethod = "umap"
-    mode: ReorganizeMode = "copy"
-    rename: bool = False
-    dry_run: bool = False
-    seed: int = 0
-    frames_per_video: int = Field(5, ge=1, le=64)
-    thumbnail_size: int = Field(256, ge=32, le=1024)
-    batch_size: int = Field(32, ge=1, le=1024)
-    precision: Precision = Field(
-        "fp32",
-        description="int8 quantizes CLIP's linear layers on CPU (faster, vectors at cosine >= 0.99 to fp32).",
-    )
-    decode_workers: int = Field(0, ge=0, le=64, description="0 picks one per CPU core.")
-    max_image_pixels: int = Field(178_956_970, ge=1, description="Decompression-bomb cap in pixels.")
-    autoencoder: AutoencoderOptions = Field(default_factory=AutoencoderOptions)
-    schedule_cron: str = "0 3 * * *"
+    seed: int = Field(0, description="Random seed of clustering and the 3D map.")
+    schedule_cron: str = Field("0 3 * * *", description="When the schedule re-sorts every source.")
     automation: bool = Field(False, description="Start the sensor and the schedule switched on.")
-    recluster: bool = Field(False, description="Cluster from scratch instead of keeping existing clusters.")
-    drift_threshold: float = Field(
-        0.2, ge=0.0, le=1.0, description="Share of new or removed files that triggers a full re-cluster."
-    )
 
-    @field_validator("k")
+    @field_validator("sources", "watch_roots")
     @classmethod
-    def _k_at_least_two(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("k must be >= 1 or 'auto'")
-        return value
+    def _absolute_paths(cls, value: list[str]) -> list[str]:
+        return [normalise_path(v) for v in value]
 
-    @field_validator("k_range")
+    @field_validator("output_dir")
     @classmethod
-    def _ordered_range(cls, value: tuple[int, int]) -> tuple[int, int]:
-        low, high = value
-        if low < 2 or high < low:
-            raise ValueError("k_range must be (low, high) with 2 <= low <= high")
-        return value
+    def _absolute_path(cls, value: str | None) -> str | None:
+        return normalise_path(value) if value else value
+
+
+class SorterConfig(
+    SourceOptions, EmbeddingOptions, FrameOptions, ClusterOptions, ProjectionOptions, ReorganizeOptions
+):
+    """Every option a user can set, composed from the options each stage declares beside its code; the
+    YAML file is flat (one key per option) with the autoencoder's training options nested under it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    autoencoder: AutoencoderOptions = Field(default_factory=AutoencoderOptions)
 
     def updated(self, **overrides: Any) -> SorterConfig:
         """Returns a validated copy with every non-None override applied."""
@@ -105,10 +81,14 @@ class SorterConfig(BaseModel):
             if value is None:
                 continue
             if key == "autoencoder" and isinstance(value, dict):
-                data["autoencoder"] = {**data["autoencoder"], **value}
+                data["autoencoder"] = {**data["autoencoder"], **{k: v for k, v in value.items() if v is not None}}
             else:
-                data[key] = value
+                data[key] = getattr(value, "value", value)  # launchpad choices arrive as enum members
         return validate_config(data)
+
+    def section(self, model: type[BaseModel]) -> BaseModel:
+        """The options one stage declares (e.g. ``config.section(ClusterOptions)``)."""
+        return model.model_validate({name: getattr(self, name) for name in model.model_fields})
 
 
 def validate_config(data: dict[str, Any], origin: str = "config") -> SorterConfig:

@@ -22,13 +22,25 @@ PARTITIONS_NAME = "source_dirs"
 _SLUG_MAX = 24
 
 
+def normalise_path(value: str | os.PathLike[str]) -> str:
+    """The one place a user's path is made absolute: ``~`` expanded, relative paths and symlinks resolved, so
+    the same folder gets the same partition key and the same exclusion wherever it is written."""
+    return str(Path(os.path.expanduser(os.fspath(value))).resolve())
+
+
 def partition_key_for(path: str | os.PathLike[str]) -> str:
     """A short, stable, filesystem-safe key for a source folder."""
-    absolute = os.path.abspath(os.fspath(path))
+    absolute = normalise_path(path)
     slug = re.sub(r"[^a-z0-9]+", "-", os.path.basename(absolute.rstrip(os.sep)).lower()).strip("-")
     slug = slug[:_SLUG_MAX].strip("-") or "root"
     digest = hashlib.sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"{slug}-{digest}"
+
+
+def default_output_dir(source: str | os.PathLike[str]) -> str:
+    """Where a source's sorted tree goes when no output folder was ever given: ``<name>-sorted`` beside it."""
+    folder = Path(normalise_path(source))
+    return str(folder.with_name(f"{folder.name or 'root'}-sorted"))
 
 
 class UnknownSourceError(KeyError):
@@ -49,23 +61,30 @@ class SourceRegistry:
         root = store.root if isinstance(store, Store) else UPath(store)
         self._file = root / "sources.json"
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> dict[str, dict[str, str]]:
+        """{key: {"path": folder, "output_dir": folder or absent}}; older stores held {key: folder}."""
         if not self._file.exists():
             return {}
-        return json.loads(self._file.read_text())
+        raw = json.loads(self._file.read_text())
+        return {k: v if isinstance(v, dict) else {"path": v} for k, v in raw.items()}
 
-    def _write(self, entries: dict[str, str]) -> None:
+    def _write(self, entries: dict[str, dict[str, str]]) -> None:
         self._file.parent.mkdir(parents=True, exist_ok=True)
         # Write-then-rename so a reader never sees half a file (object stores write whole objects anyway).
-        tmp = self._file.with_name(self._file.name + ".tmp")
+        tmp = self._file.with_name(f"{self._file.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(entries, indent=2, sort_keys=True))
         tmp.rename(self._file)
 
-    def add(self, path: str | os.PathLike[str]) -> str:
-        absolute = os.path.abspath(os.fspath(path))
+    def add(self, path: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None = None) -> str:
+        """Registers a folder (idempotent); ``output_dir`` is remembered so UI, sensor and schedule runs of the
+        partition write where the first sort did. An earlier output folder is kept when none is given."""
+        absolute = normalise_path(path)
         key = partition_key_for(absolute)
         entries = self._read()
-        entries[key] = absolute
+        record = {**entries.get(key, {}), "path": absolute}
+        if output_dir:
+            record["output_dir"] = normalise_path(output_dir)
+        entries[key] = record
         self._write(entries)
         return key
 
@@ -78,16 +97,21 @@ class SourceRegistry:
         return key
 
     def entries(self) -> dict[str, str]:
-        return self._read()
+        """{partition key: folder}."""
+        return {k: v["path"] for k, v in self._read().items()}
+
+    def record(self, key: str) -> dict[str, str]:
+        """What was registered with the key (its folder and output folder), or {}."""
+        return dict(self._read().get(key, {}))
 
     def resolve(self, key: str, extra_sources: list[str] | None = None) -> Path:
         """The folder behind a partition key; config-file sources count as registered too."""
-        entries = self._read()
+        entries = self.entries()
         if key in entries:
             return Path(entries[key])
         for source in extra_sources or []:
             if partition_key_for(source) == key:
-                return Path(os.path.abspath(source))
+                return Path(normalise_path(source))
         raise UnknownSourceError(key)
 
 

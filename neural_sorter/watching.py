@@ -11,6 +11,8 @@ from pathlib import Path
 
 from neural_sorter.sources import FoundFile, walk_source
 
+STATE_DIR = ".neural-sorter"  # the output folder's state (manifests, lock, trash): see neural_sorter.reorganize
+
 
 def folder_fingerprint(root: Path, exclude: list[Path] | None = None) -> str:
     """A digest of every file's relative path, size and mtime: changes when anything is added, removed or
@@ -22,8 +24,19 @@ def folder_fingerprint(root: Path, exclude: list[Path] | None = None) -> str:
     return digest.hexdigest()
 
 
+def output_exclusions(options) -> list[Path]:
+    """Folders a scan of a source must skip: the output folder (already made absolute by the settings), so a
+    sort whose OUT lies inside its source never ingests its own output."""
+    return [Path(options.output_dir)] if options.output_dir else []
+
+
+def is_output_folder(folder: Path) -> bool:
+    """A folder holding neural-sorter's state is a sorted tree, never a source."""
+    return (folder / STATE_DIR).is_dir()
+
+
 def watched_subfolders(watch_root: Path, exclude: list[Path] | None = None) -> list[Path]:
-    """Immediate, non-hidden subfolders of a watch root (each one a source), excluding the output folder."""
+    """Immediate, non-hidden subfolders of a watch root (each one a source), excluding output folders."""
     excluded = {os.path.realpath(p) for p in (exclude or [])}
     if not watch_root.is_dir():
         return []
@@ -31,5 +44,5 @@ def watched_subfolders(watch_root: Path, exclude: list[Path] | None = None) -> l
         child
         for child in watch_root.iterdir()
         if child.is_dir() and not child.name.startswith(".") and not child.is_symlink()
-        and os.path.realpath(child) not in excluded
+        and os.path.realpath(child) not in excluded and not is_output_folder(child)
     )

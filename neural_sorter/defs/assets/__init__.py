@@ -1,0 +1,1 @@
+"""One module per asset, each named after it."""

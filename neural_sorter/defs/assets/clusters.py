@@ -1,0 +1,44 @@
+import functools
+
+import dagster as dg
+import pandas as pd
+
+from neural_sorter.decoding.frames import FRAME_INDEX_COLUMNS
+from neural_sorter.defs.config import config_class, set_values
+from neural_sorter.defs.metadata import column_schema, publish, stage_failures
+from neural_sorter.defs.partitions import source_dirs
+from neural_sorter.defs.resources import SorterResource
+from neural_sorter.stages.clusters import ClusterOptions, build_clusters, first_thumbnail_reader
+from neural_sorter.tables import CLUSTERS
+
+ClustersConfig = config_class("ClustersConfig", (ClusterOptions, None))
+
+
+@dg.asset(
+    partitions_def=source_dirs,
+    group_name="organize",
+    kinds={"scikitlearn", "parquet"},
+    metadata=column_schema(CLUSTERS),
+    ins={"decoded_frames": dg.AssetIn(metadata={"columns": FRAME_INDEX_COLUMNS})},  # gallery reads its own
+)
+def clusters(
+    context: dg.AssetExecutionContext,
+    config: ClustersConfig,
+    sorter: SorterResource,
+    embeddings: pd.DataFrame,
+    decoded_frames: pd.DataFrame,
+) -> pd.DataFrame:
+    """A cluster, a folder name and a sortable hierarchical code per file; exact duplicates grouped."""
+    key, store = context.partition_key, sorter.store_root()
+    with stage_failures():
+        options = sorter.options(key).updated(**set_values(config))
+        table, report = build_clusters(
+            embeddings,
+            store.read(CLUSTERS, key),
+            options.section(ClusterOptions),
+            categories=options.categories,
+            seed=options.seed,
+            first_thumbnails=first_thumbnail_reader(decoded_frames, functools.partial(store.iter_thumbnails, key)),
+        )
+    publish(context, report)
+    return table

@@ -1,0 +1,61 @@
+"""Asset checks for the invariants the tests state, so a person sees them in the UI after every run."""
+
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from neural_sorter.decoding.frames import FRAME_INDEX_COLUMNS
+from neural_sorter.defs.assets.embeddings import embeddings
+from neural_sorter.defs.assets.reorganized_tree import reorganized_tree
+from neural_sorter.tables import DECODED_FRAMES
+
+
+@dg.asset_check(
+    asset=embeddings,
+    additional_ins={"decoded_frames": dg.AssetIn(DECODED_FRAMES, metadata={"columns": FRAME_INDEX_COLUMNS})},
+    description="Every decoded file has exactly one embedding, and every vector has unit length.",
+    blocking=True,
+)
+def one_unit_vector_per_decoded_file(embeddings: pd.DataFrame, decoded_frames: pd.DataFrame) -> dg.AssetCheckResult:
+    decoded = set(decoded_frames.loc[decoded_frames["error"].isna(), "relative_path"])
+    embedded = embeddings["relative_path"]
+    missing = sorted(decoded - set(embedded))
+    repeated = sorted(embedded[embedded.duplicated()].unique())
+    norms = np.linalg.norm(np.stack(embeddings["vector"].to_numpy()), axis=1) if len(embeddings) else np.ones(0)
+    off_norm = int((np.abs(norms - 1) > 1e-3).sum())
+    return dg.AssetCheckResult(
+        passed=not missing and not repeated and not off_norm,
+        metadata={
+            "files": len(embeddings),
+            "missing": len(missing),
+            "repeated": len(repeated),
+            "not_unit_norm": off_norm,
+            "examples": dg.MetadataValue.json((missing + repeated)[:10]),
+        },
+    )
+
+
+@dg.asset_check(
+    asset=reorganized_tree,
+    description="Every placed file is recorded once, with its content hash, at a destination of its own.",
+    blocking=True,
+)
+def every_file_placed_once(reorganized_tree: pd.DataFrame) -> dg.AssetCheckResult:
+    holding = reorganized_tree[~reorganized_tree["action"].isin(["trash", "failed"])]
+    holding = holding[holding["error"].isna()] if "error" in holding else holding
+    repeated_sources = int(holding["source"].duplicated().sum())
+    repeated_destinations = int(holding["destination"].duplicated().sum())
+    no_hash = int(holding["content_hash"].isna().sum() + (holding["content_hash"] == "").sum())
+    return dg.AssetCheckResult(
+        passed=not (repeated_sources or repeated_destinations or no_hash),
+        metadata={
+            "placed": len(holding),
+            "sources_placed_twice": repeated_sources,
+            "destinations_shared": repeated_destinations,
+            "without_hash": no_hash,
+        },
+    )
+
+
+ALL_CHECKS = [one_unit_vector_per_decoded_file, every_file_placed_once]

@@ -1,1 +1,0 @@
-"""Dagster resources: what every asset needs from the environment, chosen per deployment."""

@@ -1,1 +1,0 @@
-"""Sensors and schedules: re-sorts that run by themselves."""

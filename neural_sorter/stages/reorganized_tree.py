@@ -1,0 +1,84 @@
+"""``reorganized_tree``: each file placed in ``OUT/<partition>/<cluster>/`` (copy by default), every action
+recorded in a manifest first so a crash at any moment leaves a state that a re-run or ``undo`` completes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from neural_sorter.stages import StageError, StageReport
+
+ReorganizeMode = Literal["copy", "hardlink", "symlink", "move"]
+
+
+class ReorganizeOptions(BaseModel):
+    """How files are put in the output folder."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: ReorganizeMode = Field("copy", description="copy, hardlink, symlink or move the files into OUT.")
+    rename: bool = Field(False, description="Prefix names with the sortable hierarchical code.")
+    dry_run: bool = Field(False, description="Only write the manifest; touch no file.")
+
+
+def build_reorganized_tree(
+    clusters: pd.DataFrame,
+    manifest: pd.DataFrame,
+    options: ReorganizeOptions,
+    *,
+    out: Path,
+    source: Path,
+    partition_key: str,
+    force: bool = False,
+    on_wait: Callable[[str], None] | None = None,
+) -> tuple[pd.DataFrame, StageReport]:
+    """Plans and applies the placements under the output folder's lock."""
+    from neural_sorter.file_manifest import display_text, source_path
+    from neural_sorter.reorganize import (
+        Action,
+        OutputBusyError,
+        OutputDirError,
+        check_output_dir,
+        execute_plan,
+        new_run_id,
+        output_lock,
+        plan_reorganization,
+    )
+
+    try:
+        check_output_dir(out, [source], force=force)
+    except OutputDirError as exc:
+        raise StageError(str(exc)) from None
+    files = clusters.merge(manifest[["relative_path", "path_bytes"]], on="relative_path", how="left")
+    # object dtype: undecodable names carry surrogates that pandas' Arrow-backed strings refuse
+    files["source"] = pd.Series([source_path(b) for b in files["path_bytes"]], index=files.index, dtype=object)
+    run_id = new_run_id()
+    try:
+        with output_lock(out, on_wait=on_wait):
+            actions = plan_reorganization(files, out, partition_key, options.mode, options.rename, run_id)
+            result = execute_plan(out, actions, run_id, dry_run=options.dry_run)
+    except OutputBusyError as exc:
+        raise StageError(str(exc)) from None
+    failed = dict(result.failures)
+    rows = [
+        {**{k: display_text(getattr(v, "value", v)) for k, v in vars(a).items()}, "error": failed.get(a.source)} for a in actions
+    ]  # display_text: Parquet needs valid UTF-8; the manifest CSV keeps the real names
+    table = pd.DataFrame(rows, columns=[*Action.__dataclass_fields__, "error"])
+    table["dry_run"] = options.dry_run
+    report = StageReport(
+        {
+            "output": out / partition_key,
+            "manifest": Path(result.manifest),
+            "mode": options.mode,
+            "dry_run": options.dry_run,
+            "actions": dict(result.counts),
+            "failures": len(result.failures),
+            "undo": f"neural-sorter undo {out}",
+        },
+        warnings=[f"{source_file}: {reason}" for source_file, reason in result.failures],
+    )
+    return table, report
