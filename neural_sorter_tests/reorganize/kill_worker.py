@@ -1,6 +1,6 @@
 """Runs one reorganization of SRC into OUT as a separate process, so tests can SIGKILL it mid-way.
 
-    python -m neural_sorter_tests.kill_worker SRC OUT MODE
+python -m neural_sorter_tests.reorganize.kill_worker SRC OUT MODE
 """
 
 import sys
@@ -16,8 +16,15 @@ def clusters_of(src: Path) -> pd.DataFrame:
     rows = []
     for n, path in enumerate(sorted(p for p in src.rglob("*") if p.is_file())):
         relative = str(path.relative_to(src))
-        rows.append({"source": str(path), "relative_path": relative, "content_hash": content_hash(path),
-                     "cluster_name": f"cluster-{n % 3:02d}", "hier_code": f"{n % 3:02d}-{n:05d}"})
+        rows.append(
+            {
+                "source": str(path),
+                "relative_path": relative,
+                "content_hash": content_hash(path),
+                "cluster_name": f"cluster-{n % 3:02d}",
+                "hier_code": f"{n % 3:02d}-{n:05d}",
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -218,7 +218,7 @@ def test_unsafe_output_folders_are_refused(tmp_path):
 def test_move_across_devices_verifies_the_copy_before_removing_the_source(tmp_path, monkeypatch):
     import errno
 
-    import neural_sorter.reorganize as reorganize
+    from neural_sorter.reorganize import fs
 
     src = make_source(tmp_path / "src", {"a.jpg": b"precious bytes"})
     out = tmp_path / "out"
@@ -229,9 +229,9 @@ def test_move_across_devices_verifies_the_copy_before_removing_the_source(tmp_pa
             raise OSError(errno.EXDEV, "Invalid cross-device link")
         return real_link(source, destination)
 
-    monkeypatch.setattr(reorganize.os, "link", no_cross_device_links)
+    monkeypatch.setattr(fs.os, "link", no_cross_device_links)
     corrupting = {"on": True}
-    real_copy = reorganize._copy_to_temp
+    real_copy = fs.copy_to_temp
 
     def flaky_copy(source, folder):
         tmp = real_copy(source, folder)
@@ -239,7 +239,7 @@ def test_move_across_devices_verifies_the_copy_before_removing_the_source(tmp_pa
             tmp.write_bytes(b"bit rot")
         return tmp
 
-    monkeypatch.setattr(reorganize, "_copy_to_temp", flaky_copy)
+    monkeypatch.setattr(fs, "copy_to_temp", flaky_copy)
     _, report = sort_once(src, out, {"a.jpg": "c"}, mode="move")
     assert (src / "a.jpg").read_bytes() == b"precious bytes"  # a bad copy never costs the original
     assert report.failures and "does not match" in report.failures[0][1]

@@ -19,16 +19,16 @@ from neural_sorter.decoding.frames import DecodeOptions, decode_manifest
 from neural_sorter.file_manifest import build_file_manifest
 from neural_sorter.reorganize import (
     Action,
-    _unique_name,
     apply_action,
     history_files,
     read_manifest,
     undo_last,
     write_manifest,
 )
+from neural_sorter.reorganize.planner import _unique_name
 from neural_sorter_tests.media import png_header_only, write_video
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------------------------ bad-file zoo
@@ -94,7 +94,10 @@ def test_bad_file_zoo_through_the_cli(tmp_path, tuxpaint_dir, mp4_codec):
     cli = str(Path(sys.executable).with_name("neural-sorter"))
     result = subprocess.run(
         [cli, "sort", str(src), "--out", str(out), "--backend", "cnn", "--k", "2", "--json"],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
@@ -111,12 +114,22 @@ def test_bad_file_zoo_through_the_cli(tmp_path, tuxpaint_dir, mp4_codec):
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    run_empty = subprocess.run([cli, "sort", str(empty), "--out", str(tmp_path / "o2"), "--backend", "cnn",
-                                "--json"], capture_output=True, text=True, env=env, timeout=600)
+    run_empty = subprocess.run(
+        [cli, "sort", str(empty), "--out", str(tmp_path / "o2"), "--backend", "cnn", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run_empty.returncode == 0, run_empty.stderr[-2000:]
     assert json.loads(run_empty.stdout.strip().splitlines()[-1])["files"] == 0
-    a_file = subprocess.run([cli, "sort", str(src / "notes.txt"), "--out", str(tmp_path / "o3")],
-                            capture_output=True, text=True, env=env, timeout=600)
+    a_file = subprocess.run(
+        [cli, "sort", str(src / "notes.txt"), "--out", str(tmp_path / "o3")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert a_file.returncode == 2 and "is a file" in a_file.stderr
 
 
@@ -172,8 +185,10 @@ def make_files(src: Path, count: int, size: int, seed: int) -> dict[str, bytes]:
 
 def worker(src: Path, out: Path, mode: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "neural_sorter_tests.kill_worker", str(src), str(out), mode],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-m", "neural_sorter_tests.reorganize.kill_worker", str(src), str(out), mode],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -189,7 +204,8 @@ def wait_for_history(out: Path, process: subprocess.Popen) -> float:
 
 def tree_contents(out: Path) -> Counter:
     return Counter(
-        p.read_bytes() for p in out.rglob("*")
+        p.read_bytes()
+        for p in out.rglob("*")
         if p.is_file() and ".neural-sorter" not in p.parts and not p.name.startswith(".ns-tmp-")
     )
 
