@@ -29,9 +29,7 @@ class DecodeError(Exception):
     """A file that cannot be turned into pixels; the message is the per-file reason users see."""
 
 
-def load_image_thumbnail(
-    path: str | os.PathLike[str], short_side: int, max_pixels: int
-) -> Image.Image:
+def load_image_thumbnail(path: str | os.PathLike[str], short_side: int, max_pixels: int) -> Image.Image:
     """Decodes one image into an RGB thumbnail whose short side is at most ``short_side``.
 
     JPEGs are decoded with ``draft`` (DCT scaling), so a 50-megapixel photo costs a fraction of a full

@@ -132,11 +132,7 @@ def _load_clip_cached(model_id: str, device: str) -> LoadedClip:
     )
 
 
-def zero_shot_probabilities(
-    image_vectors: np.ndarray, text_vectors: np.ndarray, logit_scale: float
-) -> np.ndarray:
+def zero_shot_probabilities(image_vectors: np.ndarray, text_vectors: np.ndarray, logit_scale: float) -> np.ndarray:
     """Softmax over categories of the scaled cosine similarities (vectors already L2-normalised)."""
-    logits = logit_scale * image_vectors @ text_vectors.T
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    logits = torch.from_numpy(np.asarray(logit_scale * image_vectors @ text_vectors.T))
+    return torch.softmax(logits, dim=1).numpy().astype(np.float32, copy=False)

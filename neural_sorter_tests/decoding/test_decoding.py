@@ -365,9 +365,11 @@ def test_decode_manifest_rows_errors_and_reuse(media_dir: Path) -> None:
     assert list(frames.columns) == FRAME_COLUMNS
     assert "readme.txt" not in set(frames["relative_path"])
     by_path = {p: g for p, g in frames.groupby("relative_path")}
-    assert set(by_path) == {
-        "animals/" + p.name for p in (media_dir / "animals").iterdir()
-    } | {"photo.jpg", "broken.jpg", "clips/intro.mp4"}
+    assert set(by_path) == {"animals/" + p.name for p in (media_dir / "animals").iterdir()} | {
+        "photo.jpg",
+        "broken.jpg",
+        "clips/intro.mp4",
+    }
 
     broken = by_path.pop("broken.jpg")
     assert len(broken) == 1
@@ -414,9 +416,7 @@ def test_decode_manifest_reuses_moved_files_under_their_new_name(media_dir: Path
     assert moved["thumbnail"].iloc[0] == first.loc[first["relative_path"] == "photo.jpg", "thumbnail"].iloc[0]
 
 
-def test_unexpected_decoder_exception_becomes_an_error_row(
-    media_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unexpected_decoder_exception_becomes_an_error_row(media_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def exploding(*args):
         raise ValueError("boom")
 
