@@ -71,29 +71,100 @@ def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
     paths = [f"folder-{i % 97:02d}/image-{i:06d}.jpg" for i in range(n)]
     hashes = [f"{i:032x}" for i in range(n)]
     names = [f"cluster-{c:02d}" for c in labels]
-    write(store, "3d_projection", key, pd.DataFrame(
-        {"relative_path": paths, "x": coords[:, 0], "y": coords[:, 1], "z": coords[:, 2],
-         "cluster_id": labels, "cluster_name": names, "method": "umap"}))
-    write(store, "clusters", key, pd.DataFrame(
-        {"relative_path": paths, "content_hash": hashes, "cluster_id": labels, "cluster_name": names,
-         "cluster_category": None, "category_confidence": np.nan,
-         "cluster_size": np.bincount(labels, minlength=CLUSTERS)[labels],
-         "hier_code": [f"{c:02d}-{i:05d}" for i, c in enumerate(labels)],
-         "distance_to_centroid": rng.random(n).astype(np.float32), "duplicate_group": None}))
+    write(
+        store,
+        "3d_projection",
+        key,
+        pd.DataFrame(
+            {
+                "relative_path": paths,
+                "x": coords[:, 0],
+                "y": coords[:, 1],
+                "z": coords[:, 2],
+                "cluster_id": labels,
+                "cluster_name": names,
+                "method": "umap",
+            }
+        ),
+    )
+    write(
+        store,
+        "clusters",
+        key,
+        pd.DataFrame(
+            {
+                "relative_path": paths,
+                "content_hash": hashes,
+                "cluster_id": labels,
+                "cluster_name": names,
+                "cluster_category": None,
+                "category_confidence": np.nan,
+                "cluster_size": np.bincount(labels, minlength=CLUSTERS)[labels],
+                "hier_code": [f"{c:02d}-{i:05d}" for i, c in enumerate(labels)],
+                "distance_to_centroid": rng.random(n).astype(np.float32),
+                "duplicate_group": None,
+            }
+        ),
+    )
     offsets = pa.array(np.arange(0, (n + 1) * DIMENSIONS, DIMENSIONS, dtype=np.int32))
     vector_column = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
-    write(store, "embeddings", key, pa.table(
-        {"relative_path": paths, "content_hash": hashes, "kind": ["image"] * n, "backend": ["cnn"] * n,
-         "model_id": ["efficientnet-lite0"] * n, "frames": np.ones(n, dtype=np.int64), "vector": vector_column,
-         "category_probs": pa.nulls(n, pa.list_(pa.float32())), "top_category": pa.nulls(n, pa.string()),
-         "top_probability": np.full(n, np.nan), "reused": np.zeros(n, dtype=bool)}))
+    write(
+        store,
+        "embeddings",
+        key,
+        pa.table(
+            {
+                "relative_path": paths,
+                "content_hash": hashes,
+                "kind": ["image"] * n,
+                "backend": ["cnn"] * n,
+                "model_id": ["efficientnet-lite0"] * n,
+                "frames": np.ones(n, dtype=np.int64),
+                "vector": vector_column,
+                "category_probs": pa.nulls(n, pa.list_(pa.float32())),
+                "top_category": pa.nulls(n, pa.string()),
+                "top_probability": np.full(n, np.nan),
+                "reused": np.zeros(n, dtype=bool),
+            }
+        ),
+    )
     jpegs = placeholder_jpegs(CLUSTERS)
-    write(store, "decoded_frames", key, pd.DataFrame(
-        {"relative_path": paths, "content_hash": hashes, "kind": "image", "frame_index": 0, "timestamp": 0.0,
-         "width": 32, "height": 32, "thumbnail": [jpegs[c] for c in labels], "error": None}))
-    write(store, "clip_model", key, pd.DataFrame(
-        [{"model_id": "openai/clip-vit-base-patch32", "revision": "", "status": "not used", "message": "",
-          "category": None, "prompt": None, "vector": None}]))
+    write(
+        store,
+        "decoded_frames",
+        key,
+        pd.DataFrame(
+            {
+                "relative_path": paths,
+                "content_hash": hashes,
+                "kind": "image",
+                "frame_index": 0,
+                "timestamp": 0.0,
+                "width": 32,
+                "height": 32,
+                "thumbnail": [jpegs[c] for c in labels],
+                "error": None,
+            }
+        ),
+    )
+    write(
+        store,
+        "clip_model",
+        key,
+        pd.DataFrame(
+            [
+                {
+                    "model_id": "openai/clip-vit-base-patch32",
+                    "revision": "",
+                    "status": "not used",
+                    "message": "",
+                    "category": None,
+                    "prompt": None,
+                    "vector": None,
+                }
+            ]
+        ),
+    )
     write(store, "file_manifest", key, pd.DataFrame({"relative_path": paths, "path": [f"/photos/{p}" for p in paths]}))
     (store / "sources.json").write_text(json.dumps({key: "/photos"}))
     return key
@@ -107,8 +178,10 @@ def figure_callback(client, key: str, version: str) -> tuple[int, int, float]:
     body = {
         "output": dep["output"],
         "outputs": [dict(zip(("id", "property"), part.rsplit(".", 1))) for part in dep["output"][2:-2].split("...")],
-        "inputs": [{"id": i["id"], "property": i["property"], "value": values.get(f"{i['id']}.{i['property']}")}
-                   for i in dep["inputs"]],
+        "inputs": [
+            {"id": i["id"], "property": i["property"], "value": values.get(f"{i['id']}.{i['property']}")}
+            for i in dep["inputs"]
+        ],
         "state": [{"id": s["id"], "property": s["property"], "value": None} for s in dep["state"]],
         "changedPropIds": ["color-by.value"],
     }
@@ -221,8 +294,10 @@ def main() -> int:
             shutil.rmtree(root, ignore_errors=True)
     width = max(len(k) for k in rows[0])
     for name in rows[0]:
-        print(f"{name:<{width}}  " + "  ".join(f"{row[name]:>12,}" if isinstance(row[name], int)
-                                               else f"{row[name]!s:>12}" for row in rows))
+        print(
+            f"{name:<{width}}  "
+            + "  ".join(f"{row[name]:>12,}" if isinstance(row[name], int) else f"{row[name]!s:>12}" for row in rows)
+        )
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'peak RSS MB (process)':<{width}}  {peak:>12.0f}")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")

@@ -2,13 +2,13 @@
 
 Thumbnails are served by a plain Flask route, ``/thumb/<partition>/<int:idx>``: the browser only ever names a
 known partition and an integer point id, never a path, and the route only reads the store's
-``decoded_frames`` table. JSON responses are gzip-compressed when the browser accepts it, because the initial
-figure for 50,000 points is mostly base64 that compresses well.
+``decoded_frames`` table. Responses are compressed by flask-compress (``Dash(compress=True)``: brotli, zstd or
+gzip, whichever the browser accepts), because the initial figure for 50,000 points is mostly base64 that
+compresses well; JPEG thumbnails are left as they are.
 """
 
 from __future__ import annotations
 
-import gzip
 import os
 import threading
 from pathlib import Path
@@ -21,8 +21,6 @@ from dash_viewer.data import ViewerStore
 from dash_viewer.layout import build_layout
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-_COMPRESS_MIN_BYTES = 1024
-_COMPRESSIBLE = ("application/json", "text/html")
 
 
 def create_app(
@@ -45,6 +43,7 @@ def create_app(
         assets_folder=str(ASSETS),
         title="neural-sorter viewer",
         update_title=None,
+        compress=True,
         suppress_callback_exceptions=True,  # thumbnails and gallery buttons are created by callbacks
     )
     app.layout = lambda: build_layout(viewer, poll_ms)
@@ -84,25 +83,6 @@ def _add_routes(server: flask.Flask, viewer: ViewerStore) -> None:
         path = flask.request.path
         if (path == "/thumb" or path.startswith("/thumb/")) and flask.request.endpoint != "thumbnail":
             flask.abort(404)
-
-    @server.after_request
-    def compress(response: flask.Response) -> flask.Response:
-        if (
-            response.direct_passthrough
-            or response.status_code != 200
-            or "Content-Encoding" in response.headers
-            or response.mimetype not in _COMPRESSIBLE
-            or "gzip" not in flask.request.headers.get("Accept-Encoding", "").lower()
-        ):
-            return response
-        body = response.get_data()
-        if len(body) < _COMPRESS_MIN_BYTES:
-            return response
-        response.set_data(gzip.compress(body, compresslevel=5))
-        response.headers["Content-Encoding"] = "gzip"
-        response.headers["Vary"] = "Accept-Encoding"
-        response.headers["Content-Length"] = str(len(response.get_data()))
-        return response
 
 
 def run(host: str = "127.0.0.1", port: int = 8050, store: str | None = None, debug: bool = False) -> None:

@@ -22,16 +22,43 @@ import numpy as np
 from dash_viewer.data import NO_CATEGORY, PartitionData, filter_mask
 
 PALETTE = [
-    "#8ab4ff", "#ff8fb1", "#5fe0c8", "#ffc46b", "#c39bff", "#7ddc8a", "#ff8a7a", "#6cc7ff",
-    "#f5e27a", "#b0f0c2", "#ffb3d9", "#a5d8ff", "#ffd8a8", "#d0bfff", "#96f2d7", "#ffa8a8",
-    "#bac8ff", "#e9fac8", "#99e9f2", "#fcc2d7", "#74c0fc", "#ffe066", "#8ce99a", "#e599f7",
+    "#8ab4ff",
+    "#ff8fb1",
+    "#5fe0c8",
+    "#ffc46b",
+    "#c39bff",
+    "#7ddc8a",
+    "#ff8a7a",
+    "#6cc7ff",
+    "#f5e27a",
+    "#b0f0c2",
+    "#ffb3d9",
+    "#a5d8ff",
+    "#ffd8a8",
+    "#d0bfff",
+    "#96f2d7",
+    "#ffa8a8",
+    "#bac8ff",
+    "#e9fac8",
+    "#99e9f2",
+    "#fcc2d7",
+    "#74c0fc",
+    "#ffe066",
+    "#8ce99a",
+    "#e599f7",
 ]
 MUTED = "#6b7385"
 SELECTED_TRACE, RESULTS_TRACE, FIRST_GROUP_TRACE = 0, 1, 2
 FONT = "Inter, ui-sans-serif, system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif"
 _DTYPES = {
-    np.dtype("uint8"): "u1", np.dtype("int8"): "i1", np.dtype("uint16"): "u2", np.dtype("int16"): "i2",
-    np.dtype("uint32"): "u4", np.dtype("int32"): "i4", np.dtype("float32"): "f4", np.dtype("float64"): "f8",
+    np.dtype("uint8"): "u1",
+    np.dtype("int8"): "i1",
+    np.dtype("uint16"): "u2",
+    np.dtype("int16"): "i2",
+    np.dtype("uint32"): "u4",
+    np.dtype("int32"): "i4",
+    np.dtype("float32"): "f4",
+    np.dtype("float64"): "f8",
 }
 
 
@@ -86,8 +113,9 @@ def groups(data: PartitionData, color_by: str, mask: np.ndarray | None = None) -
             members = cluster_ids == cid
             label = str(names[np.argmax(members)])
             color = MUTED if cid < 0 else group_color(int(cid))
-            out.append(Group(f"cluster-{cid}" if cid >= 0 else "cluster-noise", label, color,
-                             np.flatnonzero(members & keep)))
+            out.append(
+                Group(f"cluster-{cid}" if cid >= 0 else "cluster-noise", label, color, np.flatnonzero(members & keep))
+            )
     return [g for g in out if len(g.ids)]
 
 
@@ -105,13 +133,22 @@ def drawn_state(data: PartitionData, color_by: Any, clusters: Any, categories: A
 
 def group_ids(data: PartitionData, drawn: dict[str, Any]) -> list[np.ndarray]:
     """Point ids per group trace of a figure drawn with ``drawn`` (the same ``groups`` call that drew it)."""
-    key = ("groups", drawn.get("color_by"), tuple(drawn.get("clusters") or ()), tuple(drawn.get("categories") or ()),
-           drawn.get("name") or "")
+    key = (
+        "groups",
+        drawn.get("color_by"),
+        tuple(drawn.get("clusters") or ()),
+        tuple(drawn.get("categories") or ()),
+        drawn.get("name") or "",
+    )
     cached = data.cache.get(key)
     if cached is None:
         name = drawn.get("name")
-        mask = filter_mask(data, drawn.get("clusters") or None, drawn.get("categories") or None,
-                           name if isinstance(name, str) else None)
+        mask = filter_mask(
+            data,
+            drawn.get("clusters") or None,
+            drawn.get("categories") or None,
+            name if isinstance(name, str) else None,
+        )
         cached = [group.ids for group in groups(data, str(drawn.get("color_by")), mask)]
         if len(data.cache) > 32:
             data.cache.clear()
@@ -152,8 +189,11 @@ def _highlight(data: PartitionData, ids: list[int], selected: bool, three_d: boo
     ids = [i for i in ids if data.valid_id(i) is not None]
     axes = ("x", "y", "z") if three_d else ("x", "y")
     colour = "#ffffff" if selected else "#ffd166"
-    marker: dict[str, Any] = {"size": 16 if selected else (9 if three_d else 11),
-                              "symbol": "diamond-open" if selected else "circle-open", "color": colour}
+    marker: dict[str, Any] = {
+        "size": 16 if selected else (9 if three_d else 11),
+        "symbol": "diamond-open" if selected else "circle-open",
+        "color": colour,
+    }
     if three_d:
         marker["opacity"] = 1.0
     else:
@@ -181,10 +221,18 @@ def highlight_traces(
 
 def _legend() -> dict[str, Any]:
     return {
-        "x": 0.01, "y": 0.99, "xanchor": "left", "yanchor": "top",
-        "bgcolor": "rgba(20,23,32,0.72)", "bordercolor": "rgba(255,255,255,0.08)", "borderwidth": 1,
-        "font": {"size": 12, "color": "#d5d9e3"}, "itemsizing": "constant", "itemclick": "toggle",
-        "itemdoubleclick": "toggleothers", "title": {"text": ""},
+        "x": 0.01,
+        "y": 0.99,
+        "xanchor": "left",
+        "yanchor": "top",
+        "bgcolor": "rgba(20,23,32,0.72)",
+        "bordercolor": "rgba(255,255,255,0.08)",
+        "borderwidth": 1,
+        "font": {"size": 12, "color": "#d5d9e3"},
+        "itemsizing": "constant",
+        "itemclick": "toggle",
+        "itemdoubleclick": "toggleothers",
+        "title": {"text": ""},
     }
 
 
@@ -231,8 +279,14 @@ def map_3d(
     """The 3D WebGL scatter of ``3d_projection``: one ``scatter3d`` trace per legend group."""
     traces = _point_traces(data, color_by, mask, selected, results, three_d=True)
     axis = {
-        "visible": True, "showticklabels": False, "title": {"text": ""}, "showspikes": False,
-        "showbackground": False, "showgrid": True, "gridcolor": "#222735", "zeroline": False,
+        "visible": True,
+        "showticklabels": False,
+        "title": {"text": ""},
+        "showspikes": False,
+        "showbackground": False,
+        "showgrid": True,
+        "gridcolor": "#222735",
+        "zeroline": False,
         "showline": False,
     }
     return {
@@ -247,8 +301,13 @@ def map_3d(
             "showlegend": True,
             "legend": _legend(),
             "scene": {
-                "xaxis": axis, "yaxis": axis, "zaxis": axis, "aspectmode": "data", "dragmode": "orbit",
-                "bgcolor": "rgba(0,0,0,0)", "camera": {"eye": {"x": 1.15, "y": 1.15, "z": 0.75}},
+                "xaxis": axis,
+                "yaxis": axis,
+                "zaxis": axis,
+                "aspectmode": "data",
+                "dragmode": "orbit",
+                "bgcolor": "rgba(0,0,0,0)",
+                "camera": {"eye": {"x": 1.15, "y": 1.15, "z": 0.75}},
             },
         },
     }
@@ -296,8 +355,17 @@ def empty_figure(message: str = "") -> dict[str, Any]:
             "yaxis": {"visible": False},
             "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
             "annotations": [
-                {"text": message, "showarrow": False, "font": {"size": 15, "color": "#8b93a7", "family": FONT},
-                 "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5}
-            ] if message else [],
+                {
+                    "text": message,
+                    "showarrow": False,
+                    "font": {"size": 15, "color": "#8b93a7", "family": FONT},
+                    "xref": "paper",
+                    "yref": "paper",
+                    "x": 0.5,
+                    "y": 0.5,
+                }
+            ]
+            if message
+            else [],
         },
     }

@@ -8,7 +8,7 @@ from typing import Any
 
 from dash import dcc, html
 
-from dash_viewer import views
+from dash_viewer import ids, views
 from dash_viewer.data import NO_CATEGORY, PartitionData, ViewerStore
 from dash_viewer.figures import drawn_state, empty_figure, map_3d
 
@@ -45,8 +45,12 @@ def color_options(data: PartitionData | None) -> list[dict[str, Any]]:
     has = data is not None and data.has_categories
     return [
         {"label": "Cluster", "value": "cluster"},
-        {"label": "Category", "value": "category", "disabled": not has,
-         "title": "" if has else "zero-shot categories need CLIP with categories configured"},
+        {
+            "label": "Category",
+            "value": "category",
+            "disabled": not has,
+            "title": "" if has else "zero-shot categories need CLIP with categories configured",
+        },
     ]
 
 
@@ -68,28 +72,31 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
     unmarked = {"version": data.version, "selected": None, "results": []} if data is not None else None
     return html.Div(
         [
-            dcc.Store(id="version", data={"partition": key, "version": data.version} if data else None),
-            dcc.Store(id="shown", data={"partition": key, "version": data.version} if data else None),
-            dcc.Store(id="selected", data=None),
-            dcc.Store(id="results", data=None),
-            dcc.Store(id="lasso", data=[]),
-            dcc.Store(id="drawn-3d", data=drawn_state(data, "cluster", [], [], "") if data else None),
-            dcc.Store(id="drawn-2d", data=None),
-            dcc.Store(id="marked-3d", data=unmarked),
-            dcc.Store(id="marked-2d", data=None),
-            dcc.Store(id="built-gallery", data=None),
-            dcc.Store(id="gallery-limits", data={}),
-            dcc.Interval(id="poll", interval=poll_ms),
-            dcc.Download(id="download"),
+            dcc.Store(id=ids.VERSION, data={"partition": key, "version": data.version} if data else None),
+            dcc.Store(id=ids.SHOWN, data={"partition": key, "version": data.version} if data else None),
+            dcc.Store(id=ids.SELECTED, data=None),
+            dcc.Store(id=ids.RESULTS, data=None),
+            dcc.Store(id=ids.LASSO, data=[]),
+            dcc.Store(id=ids.DRAWN_3D, data=drawn_state(data, "cluster", [], [], "") if data else None),
+            dcc.Store(id=ids.DRAWN_2D, data=None),
+            dcc.Store(id=ids.MARKED_3D, data=unmarked),
+            dcc.Store(id=ids.MARKED_2D, data=None),
+            dcc.Store(id=ids.BUILT_GALLERY, data=None),
+            dcc.Store(id=ids.GALLERY_LIMITS, data={}),
+            dcc.Interval(id=ids.POLL, interval=poll_ms),
+            dcc.Download(id=ids.DOWNLOAD),
             html.Header(
                 [
                     html.Div(
-                        [html.Span(className="logo"), html.Span("neural-sorter", className="brand-name"),
-                         html.Span("viewer", className="brand-sub")],
+                        [
+                            html.Span(className="logo"),
+                            html.Span("neural-sorter", className="brand-name"),
+                            html.Span("viewer", className="brand-sub"),
+                        ],
                         className="brand",
                     ),
                     dcc.Dropdown(
-                        id="partition",
+                        id=ids.PARTITION,
                         options=views.partition_options(keys, viewer.sources()),
                         value=key,
                         clearable=False,
@@ -97,8 +104,8 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                         placeholder="No partitions yet",
                         className="partition-picker",
                     ),
-                    html.Div(views.run_info(info) if info else [], id="run-info", className="run-info"),
-                    html.Div(id="reload-note", className="reload-note"),
+                    html.Div(views.run_info(info) if info else [], id=ids.RUN_INFO, className="run-info"),
+                    html.Div(id=ids.RELOAD_NOTE, className="reload-note"),
                 ],
                 className="topbar",
             ),
@@ -109,39 +116,71 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                             _section(
                                 "Colour by",
                                 dcc.RadioItems(
-                                    id="color-by", options=color_options(data), value="cluster", inline=True,
-                                    className="segmented", inputClassName="seg-input", labelClassName="seg-label",
+                                    id=ids.COLOR_BY,
+                                    options=color_options(data),
+                                    value="cluster",
+                                    inline=True,
+                                    className="segmented",
+                                    inputClassName="seg-input",
+                                    labelClassName="seg-label",
                                 ),
                             ),
                             _section(
                                 "Filter",
-                                dcc.Dropdown(id="filter-cluster", options=cluster_opts, multi=True,
-                                             placeholder="All clusters", className="field"),
-                                dcc.Dropdown(id="filter-category", options=category_opts, multi=True,
-                                             placeholder="All categories", className="field",
-                                             disabled=not category_opts),
-                                dcc.Input(id="filter-name", type="search", placeholder="File name contains…",
-                                          debounce=0.35, className="field input"),
+                                dcc.Dropdown(
+                                    id=ids.FILTER_CLUSTER,
+                                    options=cluster_opts,
+                                    multi=True,
+                                    placeholder="All clusters",
+                                    className="field",
+                                ),
+                                dcc.Dropdown(
+                                    id=ids.FILTER_CATEGORY,
+                                    options=category_opts,
+                                    multi=True,
+                                    placeholder="All categories",
+                                    className="field",
+                                    disabled=not category_opts,
+                                ),
+                                dcc.Input(
+                                    id=ids.FILTER_NAME,
+                                    type="search",
+                                    placeholder="File name contains…",
+                                    debounce=0.35,
+                                    className="field input",
+                                ),
                             ),
                             _section(
                                 "Search by text",
                                 html.Div(
                                     [
-                                        dcc.Input(id="text-query", type="search", placeholder="e.g. a red car",
-                                                  debounce=False, className="input grow", n_submit=0),
-                                        html.Button("Search", id="text-search", n_clicks=0, className="btn primary"),
+                                        dcc.Input(
+                                            id=ids.TEXT_QUERY,
+                                            type="search",
+                                            placeholder="e.g. a red car",
+                                            debounce=False,
+                                            className="input grow",
+                                            n_submit=0,
+                                        ),
+                                        html.Button("Search", id=ids.TEXT_SEARCH, n_clicks=0, className="btn primary"),
                                     ],
                                     className="row",
                                 ),
-                                dcc.Loading(html.Div(id="search-message", className="message"), type="dot",
-                                            color="#8ab4ff"),
+                                dcc.Loading(
+                                    html.Div(id=ids.SEARCH_MESSAGE, className="message"), type="dot", color="#8ab4ff"
+                                ),
                                 hint="Ranks pictures by CLIP similarity to your words (CLIP backend only).",
                             ),
                             _section(
                                 "Selection",
-                                html.Div("Nothing lassoed yet.", id="lasso-summary", className="summary"),
-                                html.Button("Download CSV of paths", id="download-selection", n_clicks=0,
-                                            disabled=True, className="btn"),
+                                html.Div("Nothing lassoed yet.", id=ids.LASSO_SUMMARY, className="summary"),
+                                html.Button(
+                                    "Download CSV of paths",
+                                    id=ids.DOWNLOAD_SELECTION,
+                                    n_clicks=0,
+                                    disabled=True,
+                                    className="btn",
+                                ),
                                 hint="Switch to “2D select” and draw a lasso or box around points.",
                             ),
                         ],
@@ -154,18 +193,22 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                                     html.Div(
                                         [
                                             dcc.RadioItems(
-                                                id="view",
+                                                id=ids.VIEW,
                                                 options=[
                                                     {"label": "3D map", "value": "3d"},
                                                     {"label": "2D select", "value": "2d"},
                                                     {"label": "Gallery", "value": "gallery"},
                                                 ],
-                                                value="3d", inline=True, className="segmented",
-                                                inputClassName="seg-input", labelClassName="seg-label",
+                                                value="3d",
+                                                inline=True,
+                                                className="segmented",
+                                                inputClassName="seg-input",
+                                                labelClassName="seg-label",
                                             ),
                                             html.Div(
                                                 f"{len(data):,} shown" if data is not None else "",
-                                                id="count", className="count",
+                                                id=ids.COUNT,
+                                                className="count",
                                             ),
                                         ],
                                         className="toolbar",
@@ -174,27 +217,46 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                                         [
                                             html.Div(
                                                 [
-                                                    dcc.Graph(id="map-3d", figure=figure, config=GRAPH_CONFIG,
-                                                              clear_on_unhover=True, className="graph"),
-                                                    dcc.Tooltip(id="tip-3d", className="tip", direction="right",
-                                                                background_color="rgba(18,21,30,0.96)",
-                                                                border_color="rgba(255,255,255,0.12)"),
+                                                    dcc.Graph(
+                                                        id=ids.MAP_3D,
+                                                        figure=figure,
+                                                        config=GRAPH_CONFIG,
+                                                        clear_on_unhover=True,
+                                                        className="graph",
+                                                    ),
+                                                    dcc.Tooltip(
+                                                        id=ids.TIP_3D,
+                                                        className="tip",
+                                                        direction="right",
+                                                        background_color="rgba(18,21,30,0.96)",
+                                                        border_color="rgba(255,255,255,0.12)",
+                                                    ),
                                                     views.empty_store(str(viewer.root)) if data is None else None,
                                                 ],
-                                                id="pane-3d", className="pane active",
+                                                id=ids.PANE_3D,
+                                                className="pane active",
                                             ),
                                             html.Div(
                                                 [
-                                                    dcc.Graph(id="map-2d", figure=empty_figure(),
-                                                              config=GRAPH_2D_CONFIG, clear_on_unhover=True,
-                                                              className="graph"),
-                                                    dcc.Tooltip(id="tip-2d", className="tip", direction="right",
-                                                                background_color="rgba(18,21,30,0.96)",
-                                                                border_color="rgba(255,255,255,0.12)"),
+                                                    dcc.Graph(
+                                                        id=ids.MAP_2D,
+                                                        figure=empty_figure(),
+                                                        config=GRAPH_2D_CONFIG,
+                                                        clear_on_unhover=True,
+                                                        className="graph",
+                                                    ),
+                                                    dcc.Tooltip(
+                                                        id=ids.TIP_2D,
+                                                        className="tip",
+                                                        direction="right",
+                                                        background_color="rgba(18,21,30,0.96)",
+                                                        border_color="rgba(255,255,255,0.12)",
+                                                    ),
                                                 ],
-                                                id="pane-2d", className="pane",
+                                                id=ids.PANE_2D,
+                                                className="pane",
                                             ),
-                                            html.Div(id="pane-gallery", className="pane gallery"),
+                                            html.Div(id=ids.PANE_GALLERY, className="pane gallery"),
                                         ],
                                         className="panes",
                                     ),
@@ -205,24 +267,37 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                                 [
                                     html.Div(
                                         [
-                                            html.Div("Results", id="results-title", className="card-title"),
+                                            html.Div("Results", id=ids.RESULTS_TITLE, className="card-title"),
                                             html.Div(
                                                 [
-                                                    html.Button("CSV", id="download-results", n_clicks=0,
-                                                                className="btn ghost small",
-                                                                title="download these results as CSV"),
-                                                    html.Button("Clear", id="clear-results", n_clicks=0,
-                                                                className="btn ghost small"),
+                                                    html.Button(
+                                                        "CSV",
+                                                        id=ids.DOWNLOAD_RESULTS,
+                                                        n_clicks=0,
+                                                        className="btn ghost small",
+                                                        title="download these results as CSV",
+                                                    ),
+                                                    html.Button(
+                                                        "Clear",
+                                                        id=ids.CLEAR_RESULTS,
+                                                        n_clicks=0,
+                                                        className="btn ghost small",
+                                                    ),
                                                 ],
                                                 className="row",
                                             ),
                                         ],
                                         className="card-head",
                                     ),
-                                    dcc.Loading(html.Div(views.results_placeholder(), id="results-body",
-                                                         className="results-body"), type="dot", color="#8ab4ff"),
+                                    dcc.Loading(
+                                        html.Div(
+                                            views.results_placeholder(), id=ids.RESULTS_BODY, className="results-body"
+                                        ),
+                                        type="dot",
+                                        color="#8ab4ff",
+                                    ),
                                 ],
-                                id="results-card",
+                                id=ids.RESULTS_CARD,
                                 className="card results-card empty",
                             ),
                         ],
@@ -233,13 +308,17 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                             html.Div(
                                 [
                                     html.Div("Details", className="card-title"),
-                                    html.Button("More like this", id="more-like-this", n_clicks=0, disabled=True,
-                                                className="btn primary small"),
+                                    html.Button(
+                                        "More like this",
+                                        id=ids.MORE_LIKE_THIS,
+                                        n_clicks=0,
+                                        disabled=True,
+                                        className="btn primary small",
+                                    ),
                                 ],
                                 className="card-head",
                             ),
-                            html.Div(views.detail_panel(data, None), id="detail",
-                                     className="detail-body"),
+                            html.Div(views.detail_panel(data, None), id=ids.DETAIL, className="detail-body"),
                         ],
                         className="card detail-card",
                     ),

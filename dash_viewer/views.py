@@ -13,6 +13,7 @@ from urllib.parse import quote
 import numpy as np
 from dash import dcc, html
 
+from dash_viewer import ids
 from dash_viewer.data import Materialization, PartitionData, neighbours, top_categories
 from dash_viewer.figures import MUTED, group_color, groups
 
@@ -55,7 +56,7 @@ def run_info(info: Materialization, now: datetime | None = None) -> list[html.Sp
     short_model = model.rsplit("@", 1)[0].rstrip("/").rsplit("/", 1)[-1] if model else ""
     backend = " · ".join(x for x in (info.backend, short_model) if x) or "backend unknown"
     chips = [
-        _chip(f"{info.files:,} files", f"{info.files} files in this partition", "strong", chip_id="file-count"),
+        _chip(f"{info.files:,} files", f"{info.files} files in this partition", "strong", chip_id=ids.FILE_COUNT),
         _chip(f"{info.clusters} clusters"),
         _chip(backend, f"embeddings: {info.backend} {model}".strip()),
         _chip(info.method or "projection unknown", "3D projection method"),
@@ -100,9 +101,11 @@ def tile(
     cid = int(data.points["cluster_id"].iat[idx])
     extra = {"data-badge": badge} if badge else {}
     return html.Button(
-        [html.Img(src=thumb_url(data.key, idx, data.version, small=True), alt=name, draggable="false"),
-         caption if caption is not None else name],
-        id={"type": "thumb", "where": where, "idx": int(idx)},
+        [
+            html.Img(src=thumb_url(data.key, idx, data.version, small=True), alt=name, draggable="false"),
+            caption if caption is not None else name,
+        ],
+        id=ids.thumb(where, idx),
         n_clicks=0,
         title=f"{data.points['relative_path'].iat[idx]}\n{data.points['cluster_name'].iat[idx]}",
         className="tile active" if active else "tile",
@@ -149,8 +152,10 @@ def detail_panel(data: PartitionData | None, idx: int | None, k: int = 8) -> lis
     row = data.points.iloc[idx]
     cid = int(row["cluster_id"])
     facts: list[object] = [
-        _fact("Cluster", [html.Span(className="swatch", style={"background": cluster_color(cid)}),
-                          str(row["cluster_name"])]),
+        _fact(
+            "Cluster",
+            [html.Span(className="swatch", style={"background": cluster_color(cid)}), str(row["cluster_name"])],
+        ),
     ]
     facts.append(_fact("Cluster size", f"{int((data.points['cluster_id'] == cid).sum()):,} files"))
     if isinstance(row.get("hier_code"), str):
@@ -181,22 +186,28 @@ def detail_panel(data: PartitionData | None, idx: int | None, k: int = 8) -> lis
         category_block = html.Div(
             "No zero-shot categories: they come from CLIP with categories configured.", className="muted small"
         )
-    ids, scores = neighbours(data, idx, k)
+    near, scores = neighbours(data, idx, k)
     neighbour_block = (
-        html.Div([tile(data, int(i), "neighbour", caption="", badge=f"{s:.2f}") for i, s in zip(ids, scores)],
-                 className="grid")
-        if len(ids)
+        html.Div(
+            [tile(data, int(i), "neighbour", caption="", badge=f"{s:.2f}") for i, s in zip(near, scores)],
+            className="grid",
+        )
+        if len(near)
         else html.Div("No embedding vector for this file.", className="muted small")
     )
     return [
         html.A(
             html.Img(src=thumb_url(data.key, idx, data.version), className="hero", alt=str(row["name"])),
-            href=thumb_url(data.key, idx, data.version), target="_blank", className="hero-link",
+            href=thumb_url(data.key, idx, data.version),
+            target="_blank",
+            className="hero-link",
         ),
-        html.H2(str(row["name"]), id="detail-name", className="detail-name", title=str(row["relative_path"])),
+        html.H2(str(row["name"]), id=ids.DETAIL_NAME, className="detail-name", title=str(row["relative_path"])),
         html.Div(
-            [html.Code(str(row["path"]), className="path", id="detail-path"),
-             dcc.Clipboard(content=str(row["path"]), className="copy", title="copy path")],
+            [
+                html.Code(str(row["path"]), className="path", id=ids.DETAIL_PATH),
+                dcc.Clipboard(content=str(row["path"]), className="copy", title="copy path"),
+            ],
             className="path-row",
         ),
         html.Div(facts, className="facts"),
@@ -208,13 +219,14 @@ def detail_panel(data: PartitionData | None, idx: int | None, k: int = 8) -> lis
 
 
 def _fact(label: str, value: object) -> html.Div:
-    return html.Div([html.Span(label, className="fact-label"), html.Span(value, className="fact-value")],
-                    className="fact")
+    return html.Div(
+        [html.Span(label, className="fact-label"), html.Span(value, className="fact-value")], className="fact"
+    )
 
 
-def results_panel(data: PartitionData, ids: list[int], scores: list[float], selected: int | None) -> list[object]:
+def results_panel(data: PartitionData, ranked: list[int], scores: list[float], selected: int | None) -> list[object]:
     """Search / "more like this" hits as a grid, best first, with their similarity."""
-    valid = [(int(i), float(s)) for i, s in zip(ids, scores) if data.valid_id(i) is not None]
+    valid = [(int(i), float(s)) for i, s in zip(ranked, scores) if data.valid_id(i) is not None]
     if not valid:
         return [html.Div("No matches with the current filters.", className="muted small pad")]
     return [
@@ -232,8 +244,13 @@ def results_placeholder() -> list[object]:
         html.Div(
             [
                 html.Span("✦", className="placeholder-icon"),
-                html.Span(["Pick a picture and press ", html.Strong("More like this"),
-                           ", or search by text: the closest matches line up here, best first."]),
+                html.Span(
+                    [
+                        "Pick a picture and press ",
+                        html.Strong("More like this"),
+                        ", or search by text: the closest matches line up here, best first.",
+                    ]
+                ),
             ],
             className="results-placeholder",
         )
@@ -250,8 +267,8 @@ def gallery(
     codes = data.points["hier_code"].astype(str).to_numpy()
     all_groups = groups(data, color_by, mask)
     for group in all_groups[:GALLERY_MAX_GROUPS]:
-        ids = group.ids
-        ranked = ids[np.lexsort((codes[ids], np.nan_to_num(order[ids], nan=np.inf)))]
+        members = group.ids
+        ranked = members[np.lexsort((codes[members], np.nan_to_num(order[members], nan=np.inf)))]
         shown = int(limits.get(group.key, GALLERY_PAGE))
         more = len(ranked) - shown
         blocks.append(
@@ -261,14 +278,14 @@ def gallery(
                         [
                             html.Span(className="swatch lg", style={"background": group.color}),
                             html.Span(group.label, className="gallery-title"),
-                            html.Span(f"{len(ids):,} files", className="muted"),
+                            html.Span(f"{len(members):,} files", className="muted"),
                         ],
                         className="gallery-head",
                     ),
                     html.Div([tile(data, int(i), "gallery") for i in ranked[:shown]], className="grid"),
                     html.Button(
                         f"Show {min(more, 24)} more of {more:,}",
-                        id={"type": "gallery-more", "group": group.key},
+                        id=ids.gallery_more(group.key),
                         n_clicks=0,
                         className="btn ghost small more",
                     )
@@ -279,8 +296,12 @@ def gallery(
             )
         )
     if len(all_groups) > GALLERY_MAX_GROUPS:
-        blocks.append(html.Div(f"{len(all_groups) - GALLERY_MAX_GROUPS} more groups: narrow the filters to see them.",
-                               className="muted small pad"))
+        blocks.append(
+            html.Div(
+                f"{len(all_groups) - GALLERY_MAX_GROUPS} more groups: narrow the filters to see them.",
+                className="muted small pad",
+            )
+        )
     if not blocks:
         blocks.append(html.Div("No files match the filters.", className="muted pad"))
     return blocks

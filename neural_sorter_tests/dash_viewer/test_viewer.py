@@ -19,9 +19,10 @@ import pandas as pd
 import pytest
 from dash import no_update
 
-from dash_viewer import callbacks, figures, views
 from dash_viewer import data as vdata
+from dash_viewer import figures, views
 from dash_viewer.app import create_app, viewer_of
+from dash_viewer.callbacks import common, export, partitions, search, selection
 from neural_sorter_tests.viewer_store import build_store, copy_images, real_image_store, write_asset
 
 N_IMAGES = 30
@@ -105,7 +106,7 @@ def test_reload_picks_up_a_newer_materialization(fresh_store):
     store, key, _ = fresh_store
     viewer = vdata.ViewerStore(store, stat_ttl=0, run_lookup=False)
     before = viewer.load(key)
-    options, value, version = callbacks.sync_state(viewer, key, None, None)
+    options, value, version = partitions.sync_state(viewer, key, None, None)
     assert value is no_update and version == {"partition": key, "version": before.version}
     # a newer run: fewer files, projected again
     projection = read_table(store, "3d_projection", key).iloc[:20].copy()
@@ -113,7 +114,7 @@ def test_reload_picks_up_a_newer_materialization(fresh_store):
     write_asset(store, "3d_projection", key, projection)
     later = time.time_ns() + 5 * 10**9
     os.utime(store / "3d_projection" / f"{key}.parquet", ns=(later, later))
-    _, _, bumped = callbacks.sync_state(viewer, key, options, version)
+    _, _, bumped = partitions.sync_state(viewer, key, options, version)
     assert bumped is not no_update and bumped["version"] != before.version
     after = viewer.load(key)
     assert len(after) == 20 and after.version == bumped["version"]
@@ -122,11 +123,11 @@ def test_reload_picks_up_a_newer_materialization(fresh_store):
     shutil.copy(store / "3d_projection" / f"{key}.parquet", store / "3d_projection" / "other-12345678.parquet")
     newest = time.time_ns() + 10 * 10**9
     os.utime(store / "3d_projection" / "other-12345678.parquet", ns=(newest, newest))
-    new_options, value, _ = callbacks.sync_state(viewer, key, options, bumped)
+    new_options, value, _ = partitions.sync_state(viewer, key, options, bumped)
     assert [o["value"] for o in new_options] == ["other-12345678", key] and value is no_update
     # the shown partition vanishing falls back to the newest one
     (store / "3d_projection" / f"{key}.parquet").unlink()
-    _, value, state = callbacks.sync_state(viewer, key, new_options, bumped)
+    _, value, state = partitions.sync_state(viewer, key, new_options, bumped)
     assert value == "other-12345678" and state["partition"] == "other-12345678"
 
 
@@ -158,8 +159,12 @@ def test_nearest_neighbour_of_a_points_own_vector_is_itself(built):
 def test_more_like_this_matches_brute_force_cosine(built):
     store, key, _ = built
     data = vdata.ViewerStore(store, run_lookup=False).load(key)
-    raw = np.stack(read_table(store, "embeddings", key).set_index("relative_path").loc[
-        data.points["relative_path"], "vector"].to_numpy())
+    raw = np.stack(
+        read_table(store, "embeddings", key)
+        .set_index("relative_path")
+        .loc[data.points["relative_path"], "vector"]
+        .to_numpy()
+    )
     unit = raw / np.linalg.norm(raw, axis=1, keepdims=True)
     for idx in (0, 7, 29):
         ids, scores = vdata.neighbours(data, idx, k=5)
@@ -193,7 +198,7 @@ def test_text_search_says_why_without_clip(built):
     data = vdata.ViewerStore(store, run_lookup=False).load(key)
     with pytest.raises(vdata.TextSearchUnavailable, match=r"CLIP embeddings.*cnn"):
         vdata.text_search(data, "a red car")
-    store_value, message = callbacks.run_query(data, {"kind": "text", "text": "a red car"}, None)
+    store_value, message = search.run_query(data, {"kind": "text", "text": "a red car"}, None)
     assert store_value is None and "More like this" in message
 
 
@@ -212,7 +217,7 @@ def test_text_search_with_clip_embeddings(tuxpaint_dir, tiny_clip_dir, tmp_path)
     ids, scores = vdata.text_search(data, "a red car", k=5)
     expected = np.argsort(-(data.vectors @ text), kind="stable")[:5]
     np.testing.assert_allclose(scores, (data.vectors @ text)[expected], rtol=1e-4, atol=1e-5)
-    store_value, message = callbacks.run_query(data, {"kind": "text", "text": "a red car"}, None, k=5)
+    store_value, message = search.run_query(data, {"kind": "text", "text": "a red car"}, None, k=5)
     assert store_value["ids"] == [int(i) for i in ids] and "5 best matches" in message
     # colour by category: one legend group per category present
     groups = figures.groups(data, "category")
@@ -327,7 +332,7 @@ def test_click_and_thumbnail_selection(built):
     data = vdata.ViewerStore(store, run_lookup=False).load(key)
     drawn = figures.drawn_state(data, "cluster", None, None, None)
     expected = int(figures.group_ids(data, drawn)[1][0])
-    pick = callbacks.pick_selection
+    pick = selection.pick_selection
     click = {"points": [{"curveNumber": 3, "pointNumber": 0}]}
     chosen = pick(data, "map-3d", None, click, None, None, drawn, None)
     assert chosen == {"partition": key, "idx": expected, "path": data.points["relative_path"].iat[expected]}
@@ -339,8 +344,8 @@ def test_click_and_thumbnail_selection(built):
     assert pick(data, {"type": "thumb", "where": "x", "idx": "7; rm -rf"}, 1, None, None, None) is no_update
     # ids move with a new version: the selection follows the file
     moved = dict(chosen, idx=(expected + 1) % N_IMAGES)
-    assert callbacks.selected_index(data, moved) == expected
-    assert callbacks.selected_index(data, dict(chosen, partition="other")) is None
+    assert common.selected_index(data, moved) == expected
+    assert common.selected_index(data, dict(chosen, partition="other")) is None
 
 
 def test_detail_results_and_gallery_views(built):
@@ -349,7 +354,7 @@ def test_detail_results_and_gallery_views(built):
     detail = str(views.detail_panel(data, 4))
     assert data.points["name"].iat[4] in detail and f"/thumb/{key}/4?v={data.version}" in detail
     assert "Nearest neighbours" in detail and "'where': 'neighbour'" in detail
-    results, message = callbacks.run_query(
+    results, message = search.run_query(
         data, {"kind": "similar", "path": data.points["relative_path"].iat[4]}, None, k=6
     )
     assert message == "" and len(results["ids"]) == 6 and 4 not in results["ids"]
@@ -369,21 +374,22 @@ def test_csv_export(built):
     for row in rows:
         assert Path(row["path"]) == images / row["relative_path"] and Path(row["path"]).is_file()
         assert row["cluster_name"].startswith("cluster-")
-    payload = callbacks.csv_download(data, [1, 3], "selection")
+    payload = export.csv_download(data, [1, 3], "selection")
     assert payload["filename"] == f"{key}-selection.csv" and payload["content"].count("\n") == 3
-    assert callbacks.csv_download(data, [], "selection") is None
+    assert export.csv_download(data, [], "selection") is None
     drawn = figures.drawn_state(data, "cluster", None, None, None)
     traces = figures.group_ids(data, drawn)
     lasso = {"drawn": drawn, "points": [[2, 0], [3, 1], [2, 0], [2, 10**6], "junk"]}
-    assert callbacks._lasso_ids(lasso, data) == sorted({int(traces[0][0]), int(traces[1][1])})
-    assert callbacks._lasso_ids(dict(lasso, drawn=dict(drawn, version="old")), data) == []
+    assert export.lasso_ids(lasso, data) == sorted({int(traces[0][0]), int(traces[1][1])})
+    assert export.lasso_ids(dict(lasso, drawn=dict(drawn, version="old")), data) == []
 
 
 # ---------------------------------------------------------------------- through Dash's HTTP API
 
 
-def call(client, output: str, inputs: dict[str, Any], state: dict[str, Any] | None = None,
-         changed: str | None = None) -> dict[str, Any]:
+def call(
+    client, output: str, inputs: dict[str, Any], state: dict[str, Any] | None = None, changed: str | None = None
+) -> dict[str, Any]:
     """POSTs a callback the way the browser does. Inputs are named ``"id.prop"``; a pattern-matching input is
     named ``"<type>.prop"`` and given as a list of (concrete id, value) pairs."""
     deps = client.get("/_dash-dependencies").get_json()
@@ -424,7 +430,8 @@ def test_page_layout_and_callbacks_over_http(built, client):
     data = vdata.ViewerStore(store, run_lookup=False).load(key)
     version = {"partition": key, "version": data.version}
     answer = call(
-        client, "..map-3d.figure...count.children...drawn-3d.data..",
+        client,
+        "..map-3d.figure...count.children...drawn-3d.data..",
         {"version.data": version, "color-by.value": "cluster", "filter-name.value": "fish"},
         changed="filter-name.value",
     )["response"]
@@ -436,14 +443,18 @@ def test_page_layout_and_callbacks_over_http(built, client):
     clicked = json.dumps(tiles[6][0], sort_keys=True, separators=(",", ":")) + ".n_clicks"
     selected = call(client, "selected.data", {"thumb.n_clicks": tiles, "version.data": version}, changed=clicked)
     assert selected["response"]["selected"]["data"] == {
-        "partition": key, "idx": 6, "path": data.points["relative_path"].iat[6]
+        "partition": key,
+        "idx": 6,
+        "path": data.points["relative_path"].iat[6],
     }
-    fresh = call(client, "selected.data", {"thumb.n_clicks": [(tiles[6][0], 0)], "version.data": version},
-                 changed=clicked)
+    fresh = call(
+        client, "selected.data", {"thumb.n_clicks": [(tiles[6][0], 0)], "version.data": version}, changed=clicked
+    )
     assert not fresh.get("response")  # a tile that merely appeared (n_clicks 0) selects nothing
     drawn = figures.drawn_state(data, "cluster", None, None, None)
     download = call(
-        client, "download.data",
+        client,
+        "download.data",
         {"download-selection.n_clicks": 1},
         state={"lasso.data": {"drawn": drawn, "points": [[2, 0], [3, 0]]}, "version.data": version},
     )["response"]["download"]["data"]
@@ -503,7 +514,10 @@ def test_python_m_dash_viewer_serves_the_home_store(built, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("NEURAL_SORTER_STORE", "DAGSTER_HOME")}
     process = subprocess.Popen(
         [sys.executable, "-m", "dash_viewer", "--home", str(home), "--port", str(port)],
-        cwd=Path(__file__).resolve().parents[1], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 60

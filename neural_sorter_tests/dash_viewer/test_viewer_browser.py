@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = Path(os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium"))
 CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 N_IMAGES = 30
 TIMEOUT = 30
 
@@ -46,8 +46,13 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     thread = threading.Thread(target=server.serve_forever, name="viewer-e2e", daemon=True)
     thread.start()
     try:
-        yield {"url": f"http://127.0.0.1:{server.server_port}/", "store": store, "key": key, "images": images,
-               "downloads": root / "downloads"}
+        yield {
+            "url": f"http://127.0.0.1:{server.server_port}/",
+            "store": store,
+            "key": key,
+            "images": images,
+            "downloads": root / "downloads",
+        }
     finally:
         server.shutdown()
         thread.join(timeout=10)
@@ -56,18 +61,23 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 @pytest.fixture(scope="module")
 def browser(served: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(
-            f"browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install -y chromium chromium-driver"
-        )
+        pytest.skip(f"browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install -y chromium chromium-driver")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
-        "--window-size=1600,1000", "--force-device-scale-factor=1",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1600,1000",
+        "--force-device-scale-factor=1",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(flag)
@@ -170,8 +180,11 @@ def test_viewer_in_a_real_browser(served: dict[str, Any], browser: Any) -> None:
     assert text_of(driver, "count") == f"{N_IMAGES} shown"
     header = text_of(driver, "run-info")
     assert "4 clusters" in header and "cnn" in header and "pca" in header
-    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#map-3d .legend .traces")) == 4,
-             "3D legend with one entry per cluster")
+    wait_for(
+        driver,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#map-3d .legend .traces")) == 4,
+        "3D legend with one entry per cluster",
+    )
     driver.execute_script("window.__sameDocument = true;")
 
     # text search explains itself for a non-CLIP partition
@@ -183,17 +196,26 @@ def test_viewer_in_a_real_browser(served: dict[str, Any], browser: Any) -> None:
     only = names[0]
     driver.find_element(By.CSS_SELECTOR, "#filter-name").send_keys(only)
     wait_for(driver, lambda d: text_of(d, "count") == f"1 of {N_IMAGES} shown", "name filter applied")
-    wait_for(driver, lambda d: d.execute_script(
-        "return document.querySelectorAll('#map-3d .legend .traces').length") == 1, "legend shows one group")
+    wait_for(
+        driver,
+        lambda d: d.execute_script("return document.querySelectorAll('#map-3d .legend .traces').length") == 1,
+        "legend shows one group",
+    )
     driver.find_element(By.CSS_SELECTOR, "#filter-name").send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
     wait_for(driver, lambda d: text_of(d, "count") == f"{N_IMAGES} shown", "name filter cleared")
-    wait_for(driver, lambda d: d.execute_script(
-        "return document.querySelectorAll('#map-3d .legend .traces').length") == 4, "legend back to 4 groups")
+    wait_for(
+        driver,
+        lambda d: d.execute_script("return document.querySelectorAll('#map-3d .legend .traces').length") == 4,
+        "legend back to 4 groups",
+    )
 
     # gallery: a real click on a thumbnail shows that file in the detail panel
     choose_view(driver, "Gallery")
-    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pane-gallery .tile")) == N_IMAGES,
-             "gallery shows every file of this small partition")
+    wait_for(
+        driver,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pane-gallery .tile")) == N_IMAGES,
+        "gallery shows every file of this small partition",
+    )
     tile = driver.find_elements(By.CSS_SELECTOR, "#pane-gallery .tile")[5]
     expected = tile.get_attribute("title").splitlines()[0].rsplit("/", 1)[-1]
     tile.click()
@@ -203,21 +225,35 @@ def test_viewer_in_a_real_browser(served: dict[str, Any], browser: Any) -> None:
 
     # more like this: ranked look-alikes, all thumbnails really load, the picture itself excluded
     driver.find_element(By.ID, "more-like-this").click()
-    wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results-body .tile")) == N_IMAGES - 1,
-             "more like this listed the other files")
+    wait_for(
+        driver,
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results-body .tile")) == N_IMAGES - 1,
+        "more like this listed the other files",
+    )
     assert "More like " + expected in text_of(driver, "results-title")
-    result_names = [t.get_attribute("title").splitlines()[0].rsplit("/", 1)[-1]
-                    for t in driver.find_elements(By.CSS_SELECTOR, "#results-body .tile")]
+    result_names = [
+        t.get_attribute("title").splitlines()[0].rsplit("/", 1)[-1]
+        for t in driver.find_elements(By.CSS_SELECTOR, "#results-body .tile")
+    ]
     assert expected not in result_names
-    wait_for(driver, lambda d: d.execute_script(
-        "return [...document.querySelectorAll('#results-body img')].every(i => i.complete && i.naturalWidth > 0)"
-    ), "result thumbnails did not load")
+    wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#results-body img')].every(i => i.complete && i.naturalWidth > 0)"
+        ),
+        "result thumbnails did not load",
+    )
 
     # 2D view: hovering a point shows its thumbnail, clicking it selects it
     choose_view(driver, "2D select")
-    wait_for(driver, lambda d: d.execute_script(
-        "const g = document.querySelector('#map-2d .js-plotly-plot');"
-        "return !!(g && g._fullData && g._fullData.length >= 6);"), "2D map rendered")
+    wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "const g = document.querySelector('#map-2d .js-plotly-plot');"
+            "return !!(g && g._fullData && g._fullData.length >= 6);"
+        ),
+        "2D map rendered",
+    )
     data = ViewerStore(store, run_lookup=False).load(key)
     traces = group_ids(data, drawn_state(data, "cluster", None, None, None))
     target = int(traces[1][2])  # the third point of the second cluster: trace 3, point 2
@@ -225,21 +261,32 @@ def test_viewer_in_a_real_browser(served: dict[str, Any], browser: Any) -> None:
     graph = driver.find_element(By.ID, "map-2d")
     ActionChains(driver).move_to_element_with_offset(graph, dx, dy).perform()
     wait_for(driver, lambda d: names[target] in text_of(d, "tip-2d"), "hover tooltip with the file name")
-    wait_for(driver, lambda d: d.execute_script(
-        "const i = document.querySelector('#tip-2d img'); return !!(i && i.complete && i.naturalWidth > 0);"),
-        "hover thumbnail loaded")
+    wait_for(
+        driver,
+        lambda d: d.execute_script(
+            "const i = document.querySelector('#tip-2d img'); return !!(i && i.complete && i.naturalWidth > 0);"
+        ),
+        "hover thumbnail loaded",
+    )
     ActionChains(driver).move_to_element_with_offset(graph, dx, dy).click().perform()
     wait_for(driver, lambda d: text_of(d, "detail-name") == names[target], "click on a 2D point selects it")
 
     # lasso around every point, then download the selection as CSV
     left, top, right, bottom = points_box(driver)
     pad = 18
-    (ActionChains(driver)
-     .move_to_element_with_offset(graph, right + pad, bottom + pad).click_and_hold()
-     .move_by_offset(0, -(bottom - top + 2 * pad)).move_by_offset(-(right - left + 2 * pad) / 2, 0)
-     .move_by_offset(-(right - left + 2 * pad) / 2, 0).move_by_offset(0, bottom - top + 2 * pad)
-     .move_by_offset((right - left + 2 * pad) / 2, 0).move_by_offset((right - left + 2 * pad) / 2 - 2, 0)
-     .release().perform())
+    (
+        ActionChains(driver)
+        .move_to_element_with_offset(graph, right + pad, bottom + pad)
+        .click_and_hold()
+        .move_by_offset(0, -(bottom - top + 2 * pad))
+        .move_by_offset(-(right - left + 2 * pad) / 2, 0)
+        .move_by_offset(-(right - left + 2 * pad) / 2, 0)
+        .move_by_offset(0, bottom - top + 2 * pad)
+        .move_by_offset((right - left + 2 * pad) / 2, 0)
+        .move_by_offset((right - left + 2 * pad) / 2 - 2, 0)
+        .release()
+        .perform()
+    )
     wait_for(driver, lambda d: text_of(d, "lasso-summary") == f"{N_IMAGES} files selected", "lasso selection")
     driver.find_element(By.ID, "download-selection").click()
     target_csv = served["downloads"] / f"{key}-selection.csv"
@@ -279,8 +326,13 @@ def test_copy_of_store_is_not_needed_for_thumbnails(served: dict[str, Any], brow
         wait_for(browser, lambda d: text_of(d, "file-count").endswith(" files"), "page loaded")
         choose_view(browser, "Gallery")
         wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#pane-gallery .tile img")) > 0, "gallery")
-        wait_for(browser, lambda d: d.execute_script(
-            "const imgs = [...document.querySelectorAll('#pane-gallery img')];"
-            "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"), "thumbnails loaded")
+        wait_for(
+            browser,
+            lambda d: d.execute_script(
+                "const imgs = [...document.querySelectorAll('#pane-gallery img')];"
+                "return imgs.length > 0 && imgs.every(i => i.complete && i.naturalWidth > 0);"
+            ),
+            "thumbnails loaded",
+        )
     finally:
         shutil.move(moved, served["images"])

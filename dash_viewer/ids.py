@@ -1,0 +1,75 @@
+"""Every component id of the page, in one place: the layout, the views, the callbacks, the browser test and
+the page's own JavaScript (``assets/*.js``) name components by these values.
+
+Ids are strings (or, for components created by callbacks, pattern dicts whose ``type`` is given here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# ---- stores and timers (no pixels)
+VERSION = "version"  # {"partition", "version"} of the data on screen
+SHOWN = "shown"  # the version the header and filters were last filled for
+SELECTED = "selected"  # {"partition", "idx", "path"} of the selected file
+RESULTS = "results"  # the standing "more like this" / text query and its ranked ids
+LASSO = "lasso"  # {"drawn", "points"} of the 2D lasso
+DRAWN_3D = "drawn-3d"  # the inputs the 3D map was drawn from (to map events back to ids)
+DRAWN_2D = "drawn-2d"
+MARKED_3D = "marked-3d"  # what the highlight traces of the 3D map show
+MARKED_2D = "marked-2d"
+BUILT_GALLERY = "built-gallery"
+GALLERY_LIMITS = "gallery-limits"
+POLL = "poll"
+DOWNLOAD = "download"
+
+# ---- header
+PARTITION = "partition"  # the partition picker
+RUN_INFO = "run-info"
+FILE_COUNT = "file-count"
+RELOAD_NOTE = "reload-note"
+
+# ---- sidebar
+COLOR_BY = "color-by"
+FILTER_CLUSTER = "filter-cluster"
+FILTER_CATEGORY = "filter-category"
+FILTER_NAME = "filter-name"
+TEXT_QUERY = "text-query"
+TEXT_SEARCH = "text-search"
+SEARCH_MESSAGE = "search-message"
+LASSO_SUMMARY = "lasso-summary"
+DOWNLOAD_SELECTION = "download-selection"
+
+# ---- centre: the maps, the gallery and the results
+VIEW = "view"  # 3d | 2d | gallery
+COUNT = "count"
+MAP_3D = "map-3d"
+MAP_2D = "map-2d"
+TIP_3D = "tip-3d"
+TIP_2D = "tip-2d"
+PANE_3D = "pane-3d"
+PANE_2D = "pane-2d"
+PANE_GALLERY = "pane-gallery"
+RESULTS_CARD = "results-card"
+RESULTS_TITLE = "results-title"
+RESULTS_BODY = "results-body"
+DOWNLOAD_RESULTS = "download-results"
+CLEAR_RESULTS = "clear-results"
+
+# ---- detail panel
+DETAIL = "detail"
+DETAIL_NAME = "detail-name"
+DETAIL_PATH = "detail-path"
+MORE_LIKE_THIS = "more-like-this"
+
+# ---- pattern-matching ids of components made by callbacks
+THUMB = "thumb"  # {"type": THUMB, "where": ..., "idx": point id}
+GALLERY_MORE = "gallery-more"  # {"type": GALLERY_MORE, "group": group key}
+
+
+def thumb(where: str, idx: int) -> dict[str, Any]:
+    return {"type": THUMB, "where": where, "idx": int(idx)}
+
+
+def gallery_more(group: str) -> dict[str, Any]:
+    return {"type": GALLERY_MORE, "group": group}
