@@ -82,7 +82,8 @@ def _first_failure(result) -> str:
             while error is not None and error.cause is not None and "Failure" not in error.cls_name:
                 error = error.cause
             message = (error.message if error else str(data)).strip().splitlines()
-            return f"{event.step_key}: {message[-1] if message else 'failed'}"
+            last = message[-1] if message else "failed"
+            return f"{event.step_key}: {last.split('Failure: ', 1)[-1]}"
     return "run failed"
 
 
@@ -204,7 +205,7 @@ def _sort_run_config(args: argparse.Namespace, out: Path, store: str) -> dict[st
     run_config = sort_run_config(values, {"retrain": True} if args.retrain else None)
     # One process for the whole run by default: a step per process would import torch eight times.
     run_config["execution"] = {"config": {"in_process": {}}}
-    run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}}
+    run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}}
     return run_config
 
 

@@ -1,20 +1,16 @@
-"""A real store for the viewer tests: tuxpaint8 images run through the pipeline's own functions.
-
-Each table is written exactly where and how the Parquet IO manager writes it
-(``<store>/<asset>/<partition>.parquet``, write-then-rename), so the viewer is tested against what the
-pipeline really produces, without the cost of a Dagster run.
-"""
+"""A real store for the viewer tests: tuxpaint8 images run through the pipeline's own stage functions and
+written through ``Store``, so the viewer is tested against what the pipeline really produces, without the
+cost of a Dagster run."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+
+from neural_sorter.store import Store
+from neural_sorter.tables import CLIP_MODEL, CLUSTERS, DECODED_FRAMES, EMBEDDINGS, FILE_MANIFEST, PROJECTION_3D
 
 TUXPAINT = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "tuxpaint8"
 CLASSES = ("birds", "fish", "flowers", "fruit", "insects", "vehicles")
@@ -40,13 +36,8 @@ def copy_images(dest: Path, count: int = 30, classes: tuple[str, ...] = CLASSES)
 
 
 def write_asset(store: Path, asset: str, key: str, table: pd.DataFrame) -> Path:
-    """Writes one asset partition the way ``ParquetIOManager`` does (zstd, atomic rename)."""
-    path = store / asset / f"{key}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), tmp, compression="zstd")
-    os.replace(tmp, path)
-    return path
+    """Writes one asset partition exactly as the pipeline's IO manager does (through ``Store``)."""
+    return Path(Store(store).write(asset, key, table))
 
 
 def build_store(
@@ -60,57 +51,48 @@ def build_store(
     k: int = 4,
     seed: int = 0,
 ) -> str:
-    """Materializes file_manifest .. 3d_projection for ``images`` into ``store``; returns the partition key."""
+    """Materializes file_manifest .. 3d_projection for ``images`` into ``store`` with the pipeline's own stage
+    functions (what the Dagster assets call), without the cost of a Dagster run; returns the partition key."""
+    import functools
+
     import torch
 
-    from neural_sorter.clustering import cluster_embeddings
-    from neural_sorter.decoding.frames import DecodeOptions, decode_manifest
-    from neural_sorter.embedding import build_embeddings, clip_encoder, cnn_encoder, vectors_of
-    from neural_sorter.file_manifest import build_file_manifest
-    from neural_sorter.projection import project_3d, projection_table
-    from neural_sorter.sources import SourceRegistry
+    from neural_sorter.stages.clip_model import build_clip_model
+    from neural_sorter.stages.clusters import ClusterOptions, build_clusters
+    from neural_sorter.stages.decoded_frames import FrameOptions, build_decoded_frames
+    from neural_sorter.stages.embeddings import EmbeddingOptions, build_embeddings
+    from neural_sorter.stages.file_manifest import build_file_manifest
+    from neural_sorter.stages.projection_3d import ProjectionOptions, build_projection_3d
 
-    key = SourceRegistry(str(store)).add(images)
+    if backend == "clip" and clip_dir is None:
+        raise ValueError("the clip backend needs clip_dir")
+    target = Store(store)
+    key = target.sources.add(images)
     device = torch.device("cpu")
-    manifest = build_file_manifest(images)
-    frames, _ = decode_manifest(manifest, DecodeOptions(workers=2))
-    categories = list(categories or [])
-    category_vectors = None
-    if backend == "clip":
-        if clip_dir is None:
-            raise ValueError("the clip backend needs clip_dir")
-        encoder = clip_encoder(str(clip_dir), device)
-        assert encoder.clip is not None
-        prompts = [f"a photo of {c}" for c in categories]
-        clip_rows = [
-            {"model_id": str(clip_dir), "revision": encoder.clip.revision, "status": "loaded", "message": "",
-             "category": c, "prompt": p, "vector": v.astype(np.float32)}
-            for c, p, v in zip(categories, prompts, encoder.clip.embed_texts(prompts) if prompts else [])
-        ] or [{"model_id": str(clip_dir), "revision": encoder.clip.revision, "status": "loaded",
-               "message": "no categories configured", "category": None, "prompt": None, "vector": None}]
-        clip_model = pd.DataFrame(clip_rows)
-        if categories:
-            category_vectors = np.stack(clip_model["vector"].to_numpy()).astype(np.float32)
-    else:
-        encoder = cnn_encoder(device)
-        clip_model = pd.DataFrame([{"model_id": "openai/clip-vit-base-patch32", "revision": "", "status": "not used",
-                                    "message": f"backend is {backend}", "category": None, "prompt": None,
-                                    "vector": None}])
-    embeddings, _ = build_embeddings(frames, encoder, categories, category_vectors, batch_size=16, workers=2)
-    vectors = vectors_of(embeddings)
-    clusters, _ = cluster_embeddings(
-        embeddings, vectors, "kmeans", k, (2, 6), 5, categories if category_vectors is not None else [], 0.0, seed
+    models = EmbeddingOptions(
+        backend=backend, clip_model=str(clip_dir) if clip_dir else EmbeddingOptions().clip_model,
+        categories=list(categories or []), batch_size=16,
     )
-    coords, used = project_3d(vectors, projection, seed)
-    for asset, table in (
-        ("file_manifest", manifest),
-        ("decoded_frames", frames),
-        ("clip_model", clip_model),
-        ("embeddings", embeddings),
-        ("clusters", clusters),
-        ("3d_projection", projection_table(embeddings, coords, clusters, used)),
-    ):
-        write_asset(store, asset, key, table)
+    manifest, _ = build_file_manifest(images, None)
+    target.write(FILE_MANIFEST, key, manifest)
+    frames, _ = build_decoded_frames(manifest, None, FrameOptions(decode_workers=2))
+    target.write(DECODED_FRAMES, key, frames)
+    clip_model, _ = build_clip_model(models, device)
+    target.write(CLIP_MODEL, key, clip_model)
+    embeddings, _ = build_embeddings(
+        frames, None, models, clip_model=clip_model, autoencoder=None, device=device,
+        thumbnails=functools.partial(target.iter_thumbnails, key), workers=2,
+    )
+    target.write(EMBEDDINGS, key, embeddings)
+    clusters, _ = build_clusters(
+        embeddings, None, ClusterOptions(k=k, k_range=(2, 6), category_threshold=0.0), categories=models.categories,
+        seed=seed,
+    )
+    target.write(CLUSTERS, key, clusters)
+    projected, _ = build_projection_3d(
+        embeddings, clusters, None, ProjectionOptions(projection=projection), seed=seed, drift_threshold=0.2
+    )
+    target.write(PROJECTION_3D, key, projected)
     return key
 
 

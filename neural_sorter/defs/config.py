@@ -14,7 +14,7 @@ from typing import Any, Literal, Optional
 import dagster as dg
 from pydantic import BaseModel, Field, create_model
 
-from neural_sorter.settings import describe
+from neural_sorter.settings import SorterConfig, describe
 
 
 def _dagster_type(owner: str, name: str, annotation: Any) -> Any:
@@ -49,5 +49,7 @@ def config_class(name: str, *parts: tuple[type[BaseModel], list[str] | None], **
 
 
 def set_values(config: BaseModel) -> dict[str, Any]:
-    """The values a launchpad or run config actually set (None means: not set here)."""
-    return {k: getattr(v, "value", v) for k, v in config.model_dump().items() if v is not None}
+    """The option values a launchpad or run config actually set (None means: not set here); fields that are
+    run flags rather than options (e.g. ``force``) are left to the asset."""
+    options = SorterConfig.model_fields
+    return {k: getattr(v, "value", v) for k, v in config.model_dump().items() if v is not None and k in options}

@@ -10,7 +10,14 @@ from neural_sorter.defs.assets.projection_3d import ProjectionConfig
 from neural_sorter.defs.assets.reorganized_tree import ReorganizedTreeConfig
 from neural_sorter.defs.assets.trained_autoencoder import TrainedAutoencoderConfig
 from neural_sorter.defs.resources import SorterResource
-from neural_sorter.tables import CLUSTERS, DECODED_FRAMES, EMBEDDINGS, PROJECTION_3D, REORGANIZED_TREE, TRAINED_AUTOENCODER
+from neural_sorter.tables import (
+    CLUSTERS,
+    DECODED_FRAMES,
+    EMBEDDINGS,
+    PROJECTION_3D,
+    REORGANIZED_TREE,
+    TRAINED_AUTOENCODER,
+)
 
 ASSET_CONFIGS = {
     DECODED_FRAMES: DecodedFramesConfig,

@@ -64,9 +64,11 @@ def build_reorganized_tree(
     except OutputBusyError as exc:
         raise StageError(str(exc)) from None
     failed = dict(result.failures)
+    # display_text: Parquet needs valid UTF-8; the manifest CSV keeps the real names
     rows = [
-        {**{k: display_text(getattr(v, "value", v)) for k, v in vars(a).items()}, "error": failed.get(a.source)} for a in actions
-    ]  # display_text: Parquet needs valid UTF-8; the manifest CSV keeps the real names
+        {**{k: display_text(getattr(v, "value", v)) for k, v in vars(a).items()}, "error": failed.get(a.source)}
+        for a in actions
+    ]
     table = pd.DataFrame(rows, columns=[*Action.__dataclass_fields__, "error"])
     table["dry_run"] = options.dry_run
     report = StageReport(

@@ -15,12 +15,12 @@ import pytest
 from neural_sorter.clustering import cluster_embeddings, update_clusters
 from neural_sorter.definitions import defs
 from neural_sorter.projection import extend_projection
-from neural_sorter.resources.sorter import SorterResource
-from neural_sorter.sensors.source_directory import resort_schedule, source_directory_sensor
+from neural_sorter.defs.automation import resort_schedule, source_directory_sensor
+from neural_sorter.defs.resources import SorterResource
 from neural_sorter.sources import PARTITIONS_NAME, SourceRegistry
 from neural_sorter.watching import folder_fingerprint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TUXPAINT = ROOT.parent / "shared" / "datasets" / "tuxpaint8"
 # Resolved at import: Dagster binds definitions state storage to the first instance alive at resolution time,
 # and test instances are short-lived.
