@@ -1,11 +1,19 @@
 """Sorting quality against folder names: NMI, ARI and clustering accuracy.
 
+    python bench/quality.py                        # old vs new default on every labelled set, cached vectors
+    python bench/quality.py --compare SET... --methods kmeans,spectral --seeds 3
     python bench/quality.py [DATASET] --backend cnn --method kmeans --k 8
     python bench/quality.py --backend pixels          # raw 32x32 pixels baseline
     python bench/quality.py --backend autoencoder     # VAE trained on the dataset itself
 
 DATASET defaults to ../shared/datasets/tuxpaint8 (one class per folder). Runs the pipeline's own functions
 (inventory, decoding, embedding, clustering) without Dagster so the figure is about the models.
+
+With no arguments (or ``--compare``) it compares the old default (k-means) with the new one
+(``clustering.DEFAULT_METHOD``) on tuxpaint8 and on every set ``bench/build_sets.py`` built, with the true k
+and with k='auto' (default ``k_range`` 2..12), over ``--seeds`` seeds; cnn vectors are embedded once and
+cached by ``bench/labelled.py``. Each row: set, method, k asked, k chosen (per seed), NMI/ARI/ACC mean ± sd,
+clustering seconds (mean).
 """
 
 from __future__ import annotations
@@ -19,12 +27,12 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from neural_sorter.clustering import cluster_embeddings
+from neural_sorter.clustering import DEFAULT_METHOD, METHODS, cluster_embeddings
 from neural_sorter.decoding.frames import DecodeOptions, decode_manifest
 from neural_sorter.decoding.images import decode_jpeg
 from neural_sorter.device import pick_device
-from neural_sorter.embedding import autoencoder_encoder, build_embeddings, encoder_for, vectors_of
-from neural_sorter.file_manifest import build_file_manifest
+from neural_sorter.encoders import autoencoder_encoder, build_embeddings, encoder_for, vectors_of
+from neural_sorter.inventory import build_file_manifest
 from neural_sorter.models.autoencoder import images_to_tensor, train_autoencoder
 from neural_sorter.models.preprocess import resize_center_crop
 from neural_sorter.settings import AutoencoderOptions
@@ -49,12 +57,71 @@ def pixel_vectors(frames) -> np.ndarray:
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
+def labelled_sets() -> list[Path]:
+    """tuxpaint8 and whichever sets bench/build_sets.py has built."""
+    from labelled import CACHE
+
+    built = CACHE / "sets"
+    return [DEFAULT, *(sorted(p for p in built.iterdir() if p.is_dir()) if built.is_dir() else [])]
+
+
+def compare(sets: list[Path], methods: list[str], seeds: int, k_range: tuple[int, int]) -> None:
+    """The markdown table of every method on every set, with the true k and with k='auto'."""
+    import pandas as pd
+    from labelled import vectors_for
+
+    print("| set | n | classes | method | k | k chosen | NMI | ARI | ACC | cluster s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for folder in sets:
+        x, truth, paths, timings = vectors_for(folder)
+        table = pd.DataFrame({"relative_path": paths, "content_hash": paths, "vector": list(x), "category_probs": None})
+        true_k = len(set(truth))
+        for method in methods:
+            for k in (true_k, "auto"):
+                scores, chosen, seconds = [], [], []
+                for seed in range(seeds):
+                    t0 = time.perf_counter()
+                    labels_table, result = cluster_embeddings(table, x, method, k, k_range, 5, [], 1.0, seed)
+                    seconds.append(time.perf_counter() - t0)
+                    predicted = labels_table["cluster_id"].to_numpy()
+                    scores.append(
+                        (
+                            normalized_mutual_info_score(truth, predicted),
+                            adjusted_rand_score(truth, predicted),
+                            clustering_accuracy(truth, predicted),
+                        )
+                    )
+                    chosen.append(result.chosen_k)
+                mean, sd = np.mean(scores, axis=0), np.std(scores, axis=0)
+                ks = ",".join(str(c) for c in chosen) if len(set(chosen)) > 1 else str(chosen[0])
+                figures = " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd))
+                print(
+                    f"| {folder.name} | {len(x)} | {true_k} | {method} | {k} | {ks} | {figures} | "
+                    f"{np.mean(seconds):.2f} |",
+                    flush=True,
+                )
+        print(f"<!-- {folder.name}: decode {timings['decode_s']:.1f}s, embed {timings['embed_s']:.1f}s (cnn) -->")
+
+
 def main() -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    if len(sys.argv) == 1 or "--compare" in sys.argv:
+        parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        parser.add_argument("--compare", nargs="*", type=Path, default=None, help="labelled set folders")
+        parser.add_argument("--methods", default=f"kmeans,{DEFAULT_METHOD}")
+        parser.add_argument("--seeds", type=int, default=3)
+        parser.add_argument("--k-range", default="2,12")
+        args = parser.parse_args()
+        low, high = (int(v) for v in args.k_range.split(","))
+        compare(args.compare or labelled_sets(), args.methods.split(","), args.seeds, (low, high))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT)
     parser.add_argument("--backend", default="cnn", choices=["cnn", "clip", "autoencoder", "pixels"])
     parser.add_argument("--clip-model", default="openai/clip-vit-base-patch32")
-    parser.add_argument("--method", default="kmeans", choices=["kmeans", "hierarchical", "hdbscan"])
+    parser.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS))
     parser.add_argument("--k", default="8")
     parser.add_argument("--variant", default="vae", choices=["vae", "ae"])
     parser.add_argument("--epochs", type=int, default=30)
@@ -83,8 +150,10 @@ def main() -> None:
                 )
                 model, report = train_autoencoder(data, options, device, seed=seed)
                 encoder = autoencoder_encoder(model, "autoencoder", device)
-                print(f"  trained {args.variant}: {report.seconds:.1f}s, final loss {report.losses[-1]:.1f}, "
-                      f"KL {report.kl[-1]:.2f}")
+                print(
+                    f"  trained {args.variant}: {report.seconds:.1f}s, final loss {report.losses[-1]:.1f}, "
+                    f"KL {report.kl[-1]:.2f}"
+                )
             else:
                 encoder = encoder_for(args.backend, args.clip_model, device, None)
             table, _ = build_embeddings(frames, encoder)
@@ -96,8 +165,10 @@ def main() -> None:
         ari = adjusted_rand_score(truth, predicted)
         acc = clustering_accuracy(truth, predicted)
         scores.append((nmi, ari, acc))
-        print(f"seed {seed}: NMI {nmi:.3f}  ARI {ari:.3f}  ACC {acc:.3f}  clusters {result.chosen_k}  "
-              f"({time.perf_counter() - t0:.1f}s)")
+        print(
+            f"seed {seed}: NMI {nmi:.3f}  ARI {ari:.3f}  ACC {acc:.3f}  clusters {result.chosen_k}  "
+            f"({time.perf_counter() - t0:.1f}s)"
+        )
     mean = np.mean(scores, axis=0)
     print(
         f"{args.dataset.name}: {len(frames)} images, {len(set(truth))} classes, backend {args.backend}, "

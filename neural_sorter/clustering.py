@@ -1,7 +1,10 @@
-"""The ``clusters`` stage: k-means, hierarchical or HDBSCAN over the embeddings, plus names and codes."""
+"""The ``clusters`` stage: spectral (the default), k-means, hierarchical or HDBSCAN over the embeddings, plus
+names and codes."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
 import tempfile
@@ -11,12 +14,30 @@ import numpy as np
 import pandas as pd
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.decomposition import PCA
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import pairwise_distances_argmin, silhouette_score
+from sklearn.neighbors import NearestNeighbors
+
+log = logging.getLogger(__name__)
 
 UNSORTED = "unsorted"
 # The methods the `method` option offers (the settings, CLI and launchpad take their choices from here).
-METHODS = ("kmeans", "hierarchical", "hdbscan")
-DEFAULT_METHOD = "kmeans"
+METHODS = ("spectral", "kmeans", "hierarchical", "hdbscan")
+# Chosen by measurement on labelled real image sets (bench/quality.py, bench/README.md): spectral clustering
+# on a cosine kNN graph of the folder's own PCA beat k-means on every set.
+DEFAULT_METHOD = "spectral"
+# Spectral clustering: vectors are reduced to this many principal components fitted on the folder, then
+# L2-normalised; the cosine kNN graph links each file to about a third of an average group's size, n / (3k),
+# kept within SPECTRAL_NEIGHBORS (measured: fewer neighbours suit small groups, more suit big ones).
+SPECTRAL_PCA_DIMS = 64
+SPECTRAL_NEIGHBORS = (8, 30)
+# Above this many points the graph is built on a seeded sample of this size and every other file takes the
+# majority label of its nearest sampled files: memory and time stop growing with n (no n x n matrix ever).
+SPECTRAL_SAMPLE = 10_000
+# k='auto' for spectral: Louvain modularity communities of a kNN graph with about sqrt(n)/2 neighbours,
+# the median count over this many seeds (the spread across seeds is the stability check).
+AUTO_K_SEEDS = 5
+# With k='auto' the upper end of k_range grows with the folder to ceil(sqrt(n)), at most this.
+AUTO_K_MAX = 64
 # Above this many points hierarchical clustering is fitted on a sample and the rest assigned by nearest
 # centroid, so no n x n distance matrix is ever built.
 HIERARCHICAL_SAMPLE = 5000
@@ -111,7 +132,10 @@ def hierarchical(vectors: np.ndarray, k: int | str, k_range: tuple[int, int], se
     if sample_idx is not None:
         labels = assign_nearest(vectors, centroids)
     return ClusterResult(
-        labels, centroids, _silhouette(vectors, labels, seed), chosen,
+        labels,
+        centroids,
+        _silhouette(vectors, labels, seed),
+        chosen,
         {"fitted_on": len(fit_on)},
     )
 
@@ -137,7 +161,8 @@ def hdbscan_clusters(vectors: np.ndarray, min_cluster_size: int, seed: int) -> C
         details["pca_dims"] = HDBSCAN_DIMS
         details["pca_variance_kept"] = round(float(pca.explained_variance_ratio_.sum()), 4)
     model = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size, min_samples=max(1, min_cluster_size // 2),
+        min_cluster_size=min_cluster_size,
+        min_samples=max(1, min_cluster_size // 2),
         core_dist_n_jobs=max(1, os.cpu_count() or 1),
     ).fit(data.astype(np.float64))
     labels = model.labels_.astype(int)
@@ -147,14 +172,172 @@ def hdbscan_clusters(vectors: np.ndarray, min_cluster_size: int, seed: int) -> C
 
 
 def assign_nearest(vectors: np.ndarray, centroids: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """Index of the nearest centroid per vector, in chunks so memory stays O(chunk x k)."""
-    out = np.empty(len(vectors), dtype=int)
-    c_sq = (centroids**2).sum(axis=1)
-    for start in range(0, len(vectors), chunk):
-        part = vectors[start : start + chunk]
-        distances = c_sq[None, :] - 2 * part @ centroids.T
-        out[start : start + chunk] = distances.argmin(axis=1)
-    return out
+    """Index of the nearest (Euclidean) centroid per vector; sklearn works in chunks, so memory stays small."""
+    if not len(vectors):
+        return np.zeros(0, dtype=int)
+    del chunk  # kept for callers; sklearn chunks by its own working-memory setting
+    return pairwise_distances_argmin(vectors, centroids).astype(int)
+
+
+def folder_projection(fit_on: np.ndarray, seed: int, dims: int):
+    """A function mapping vectors to their first ``dims`` principal components fitted on ``fit_on`` (centred
+    only when there are too few dimensions or rows), L2-normalised so Euclidean neighbours are cosine ones;
+    and details on the fit."""
+    details: dict[str, object] = {}
+    if fit_on.shape[1] > dims and len(fit_on) > dims:
+        pca = PCA(dims, random_state=seed).fit(fit_on)
+        reduce = pca.transform
+        details["pca_dims"] = dims
+        details["pca_variance_kept"] = round(float(pca.explained_variance_ratio_.sum()), 4)
+    else:
+        mean = fit_on.mean(axis=0)
+
+        def reduce(x: np.ndarray) -> np.ndarray:
+            return x - mean
+
+    def project(vectors: np.ndarray) -> np.ndarray:
+        data = reduce(vectors)
+        norms = np.linalg.norm(data, axis=1, keepdims=True)
+        return (data / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    return project, details
+
+
+def _relabel_by_size(labels: np.ndarray) -> np.ndarray:
+    """Cluster ids renumbered 0, 1, ... from the largest cluster down (ties by the old id)."""
+    ids, counts = np.unique(labels, return_counts=True)
+    order = ids[np.lexsort((ids, -counts))]
+    mapping = np.empty(ids.max() + 1, dtype=int)
+    mapping[order] = np.arange(len(order))
+    return mapping[labels]
+
+
+def knn_graph(data: np.ndarray, neighbors: int):
+    """Symmetric sparse kNN graph (binary weights) of L2-normalised rows: O(n x neighbors) memory."""
+    from scipy import sparse
+
+    n = len(data)
+    neighbors = max(1, min(neighbors, n - 1))
+    _, idx = NearestNeighbors(n_neighbors=neighbors + 1).fit(data).kneighbors(data)
+    rows = np.repeat(np.arange(n), neighbors)
+    graph = sparse.csr_matrix((np.ones(n * neighbors), (rows, idx[:, 1:].ravel())), shape=(n, n))
+    return graph.maximum(graph.T).tocsr()
+
+
+def _spectral_vectors(graph, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (ascending) of the normalised Laplacian and the rows of its first ``k`` eigenvectors,
+    each row L2-normalised (Ng, Jordan and Weiss)."""
+    from scipy import sparse
+    from scipy.sparse.linalg import eigsh
+
+    n = graph.shape[0]
+    degree = np.asarray(graph.sum(axis=1)).ravel()
+    scale = sparse.diags(1 / np.sqrt(np.maximum(degree, 1e-12)))
+    adjacency = scale @ graph @ scale
+    count = min(k + 1, n - 1)
+    if n <= 2 * count + 2:  # eigsh needs count < n; tiny graphs are cheap as dense matrices
+        values, vectors = np.linalg.eigh(adjacency.toarray())
+    else:
+        v0 = np.random.default_rng(seed).random(n)
+        values, vectors = eigsh(adjacency, k=count, which="LA", v0=v0)
+    order = np.argsort(-values)
+    rows = vectors[:, order[:k]]
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+    return 1 - values[order], rows
+
+
+def _louvain_k(data: np.ndarray, k_low: int, k_high: int, seed: int) -> tuple[int, dict[str, object]]:
+    """The number of groups: Louvain modularity communities of a kNN graph with about sqrt(n)/2 neighbours
+    (at least 5, at most 30), median over ``AUTO_K_SEEDS`` seeds; communities of one or two files do not
+    count. Stability check: every seed's count within ±25 % of the median, else a warning; a choice clamped
+    to ``[k_low, k_high]`` or at its upper end warns too (details["warning"] and the log)."""
+    import networkx as nx
+
+    neighbors = int(min(30, max(5, round(math.sqrt(len(data)) / 2))))
+    graph = nx.from_scipy_sparse_array(knn_graph(data, neighbors))
+    counts = []
+    for offset in range(AUTO_K_SEEDS):
+        communities = nx.community.louvain_communities(graph, seed=seed + offset)
+        counts.append(sum(1 for c in communities if len(c) > 2))
+    estimate = int(np.median(counts))
+    chosen = int(min(max(estimate, k_low), k_high))
+    details: dict[str, object] = {
+        "auto_k": "louvain",
+        "auto_k_neighbors": neighbors,
+        "auto_k_counts": counts,
+        "auto_k_range": [k_low, k_high],
+        "auto_k_stable": bool(min(counts) >= 0.75 * estimate and max(counts) <= 1.25 * estimate),
+    }
+    if chosen != estimate or (chosen == k_high and k_low != k_high):
+        details["warning"] = (
+            f"k={chosen} sits at a bound of k_range {k_low}..{k_high} (the graph suggests {estimate}); "
+            "widen k_range or set k"
+        )
+    elif not details["auto_k_stable"]:
+        details["warning"] = f"the number of groups is unstable across seeds: {counts}; consider setting k"
+    if "warning" in details:
+        log.warning("auto-k: %s", details["warning"])
+    return chosen, details
+
+
+def spectral(
+    vectors: np.ndarray,
+    k: int | str,
+    k_range: tuple[int, int],
+    seed: int,
+    neighbors: int | None = None,
+    pca_dims: int = SPECTRAL_PCA_DIMS,
+) -> ClusterResult:
+    """Spectral clustering on a cosine kNN graph of the vectors' folder-fitted PCA.
+
+    Above ``SPECTRAL_SAMPLE`` points the PCA, graph and clusters are fitted on a seeded sample and every other
+    file takes the majority label among its ``neighbors`` nearest sampled files (default: n / (3k) within
+    ``SPECTRAL_NEIGHBORS``, n the points fitted on). With ``k='auto'`` the number
+    of groups comes from Louvain communities of the graph (``_louvain_k``), searched in ``k_range`` whose
+    upper end grows with the folder to ceil(sqrt(n)) (at most ``AUTO_K_MAX``).
+    """
+    n = len(vectors)
+    if n < 8:  # too few files for a graph: k-means says the same thing
+        return kmeans(vectors, k, k_range, seed)
+    rng = np.random.default_rng(seed)
+    sample_idx = np.sort(rng.choice(n, SPECTRAL_SAMPLE, replace=False)) if n > SPECTRAL_SAMPLE else None
+    fit_on = vectors[sample_idx] if sample_idx is not None else vectors
+    project, details = folder_projection(fit_on, seed, pca_dims)
+    data = project(fit_on)
+    m = len(data)
+    if k == "auto":
+        high = max(k_range[1], min(AUTO_K_MAX, math.ceil(math.sqrt(n))))
+        low = min(k_range[0], high)
+        chosen, found = _louvain_k(data, low, min(high, m - 1), seed)
+        details.update(found)
+    else:
+        chosen = max(1, min(int(k), m))
+    if chosen <= 1:
+        labels = np.zeros(n, dtype=int)
+        return ClusterResult(labels, centroids_of(vectors, labels), None, 1, details)
+    if neighbors is None:
+        low_nn, high_nn = SPECTRAL_NEIGHBORS
+        neighbors = int(min(high_nn, max(low_nn, round(m / (3 * chosen)))))
+    details["neighbors"] = neighbors
+    graph = knn_graph(data, neighbors)
+    eigenvalues, rows = _spectral_vectors(graph, chosen, seed)
+    details["eigenvalues"] = [round(float(v), 4) for v in eigenvalues[: chosen + 1]]
+    sample_labels = KMeans(chosen, n_init=10, random_state=seed).fit_predict(rows)
+    if sample_idx is None:
+        labels = sample_labels
+    else:
+        labels = np.empty(n, dtype=int)
+        labels[sample_idx] = sample_labels
+        rest = np.setdiff1d(np.arange(n), sample_idx)
+        index = NearestNeighbors(n_neighbors=neighbors).fit(data)
+        for start in range(0, len(rest), 8192):
+            part = rest[start : start + 8192]
+            _, idx = index.kneighbors(project(vectors[part]))
+            votes = sample_labels[idx]
+            labels[part] = np.array([np.bincount(v, minlength=chosen).argmax() for v in votes])
+        details["fitted_on"] = m
+    labels = _relabel_by_size(labels)
+    return ClusterResult(labels, centroids_of(vectors, labels), _silhouette(vectors, labels, seed), chosen, details)
 
 
 def leaf_order(vectors: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
@@ -232,7 +415,9 @@ def cluster_embeddings(
     seed: int,
 ) -> tuple[pd.DataFrame, ClusterResult]:
     """Clusters, names and codes every file; also marks exact-duplicate groups by content hash."""
-    if method == "kmeans":
+    if method == "spectral":
+        result = spectral(vectors, k, k_range, seed)
+    elif method == "kmeans":
         result = kmeans(vectors, k, k_range, seed)
     elif method == "hierarchical":
         result = hierarchical(vectors, k, k_range, seed)
@@ -318,8 +503,10 @@ def update_clusters(
     labels = np.full(len(embeddings), -1, dtype=int)
     labels[known] = rows["cluster_id"].to_numpy()
     ids = sorted(i for i in np.unique(labels[known]) if i >= 0)
-    names = {int(r.cluster_id): (r.cluster_name, r.cluster_category, r.category_confidence)
-             for r in previous.drop_duplicates("cluster_id").itertuples(index=False)}
+    names = {
+        int(r.cluster_id): (r.cluster_name, r.cluster_category, r.category_confidence)
+        for r in previous.drop_duplicates("cluster_id").itertuples(index=False)
+    }
     codes = np.empty(len(embeddings), dtype=object)
     codes[known] = rows["hier_code"].to_numpy()
     if (~known).any() and ids:
@@ -327,8 +514,10 @@ def update_clusters(
         nearest = assign_nearest(vectors[~known], centroids)
         new_labels = np.array(ids)[nearest]
         if method == "hdbscan":
-            radius = {i: np.linalg.norm(vectors[known][labels[known] == i] - centroids[n], axis=1).max()
-                      for n, i in enumerate(ids)}
+            radius = {
+                i: np.linalg.norm(vectors[known][labels[known] == i] - centroids[n], axis=1).max()
+                for n, i in enumerate(ids)
+            }
             distance = np.linalg.norm(vectors[~known] - centroids[nearest], axis=1)
             new_labels = np.where(distance <= np.array([radius[i] for i in new_labels]), new_labels, -1)
         labels[~known] = new_labels
