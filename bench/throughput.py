@@ -44,10 +44,10 @@ if str(ROOT) not in sys.path:
 import torch  # noqa: E402
 from PIL import Image, ImageOps  # noqa: E402
 
-from neural_sorter import embedding  # noqa: E402
+from neural_sorter import encoders  # noqa: E402
 from neural_sorter.decoding.frames import DecodeOptions, decode_file, decode_manifest, worker_count  # noqa: E402
 from neural_sorter.decoding.images import decode_jpeg, load_image_thumbnail  # noqa: E402
-from neural_sorter.file_manifest import build_file_manifest, source_path  # noqa: E402
+from neural_sorter.inventory import build_file_manifest, source_path  # noqa: E402
 
 TUXPAINT = ROOT.parent / "shared" / "datasets" / "tuxpaint8"
 SKIMAGE_PHOTOS = [
@@ -143,7 +143,7 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
-def forward_all(encoder: embedding.Encoder, tensors: np.ndarray, batch_size: int) -> np.ndarray:
+def forward_all(encoder: encoders.Encoder, tensors: np.ndarray, batch_size: int) -> np.ndarray:
     """The embedding loop's model work only: batches of ready tensors -> normalised vectors."""
     out = []
     for start in range(0, len(tensors), batch_size):
@@ -153,7 +153,7 @@ def forward_all(encoder: embedding.Encoder, tensors: np.ndarray, batch_size: int
     return np.concatenate(out)
 
 
-def forward_rate(encoder: embedding.Encoder, tensors: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:
+def forward_rate(encoder: encoders.Encoder, tensors: np.ndarray, batch_size: int) -> tuple[float, np.ndarray]:
     forward_all(encoder, tensors[:batch_size], batch_size)  # warm-up (allocator, oneDNN primitives)
     seconds, vectors = timed(forward_all, encoder, tensors, batch_size)
     return len(tensors) / seconds, vectors
@@ -165,7 +165,7 @@ def original_decode(path: Path) -> Image.Image:
         return (ImageOps.exif_transpose(image) or image).convert("RGB")
 
 
-def baseline_loop(encoder: embedding.Encoder, paths: list[Path], thumbnail_size: int, draft: bool) -> float:
+def baseline_loop(encoder: encoders.Encoder, paths: list[Path], thumbnail_size: int, draft: bool) -> float:
     """(d) / (d'): one file at a time: decode, preprocess, forward with batch size 1, nothing overlapped."""
     started = time.perf_counter()
     for path in paths:
@@ -181,7 +181,7 @@ def cosine(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return float(sims.mean()), float(sims.min())
 
 
-def bf16_encoder(encoder: embedding.Encoder) -> embedding.Encoder:
+def bf16_encoder(encoder: encoders.Encoder) -> encoders.Encoder:
     def forward(batch: torch.Tensor) -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             return encoder.forward(batch)
@@ -197,7 +197,7 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
     device = torch.device("cpu")
     options = DecodeOptions(thumbnail_size=args.thumbnail_size, workers=args.workers)
     workers = worker_count(args.workers)
-    encoder = embedding.encoder_for(name, str(clip_dir), device, None) if name == "clip" else embedding.cnn_encoder(
+    encoder = encoders.encoder_for(name, str(clip_dir), device, None) if name == "clip" else encoders.cnn_encoder(
         device)
     print(f"\n== {name}: {encoder.model_id}; batch {args.batch_size}, decode workers {workers}, torch threads "
           f"{torch.get_num_threads()}", flush=True)
@@ -208,7 +208,7 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
     figures["b_files_to_thumbnails"] = len(paths) / seconds
     good = frames[frames["error"].isna()]
     thumbs = list(good["thumbnail"])
-    seconds, batches = timed(lambda: list(embedding._prefetched_batches(thumbs, encoder.preprocess, args.batch_size,
+    seconds, batches = timed(lambda: list(encoders._prefetched_batches(thumbs, encoder.preprocess, args.batch_size,
                                                                         workers)))
     figures["b_thumbnails_to_tensors"] = len(thumbs) / seconds
     tensors = np.concatenate(batches)
@@ -236,15 +236,15 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
         report("(b) for scale: full-resolution decode, no draft", figures["b_full_resolution_decode"])
 
     # (c)
-    seconds, (_, _, table, _) = timed(embedding.decode_and_embed, manifest, encoder, options,
+    seconds, (_, _, table, _) = timed(encoders.decode_and_embed, manifest, encoder, options,
                                       batch_size=args.batch_size)
     figures["c_streamed"] = len(table) / seconds
     report("(c) files -> vectors, decode_and_embed (overlapped)", figures["c_streamed"])
-    seconds, _ = timed(lambda: embedding.build_embeddings(decode_manifest(manifest, options)[0], encoder,
+    seconds, _ = timed(lambda: encoders.build_embeddings(decode_manifest(manifest, options)[0], encoder,
                                                           batch_size=args.batch_size, workers=workers))
     figures["c_two_stages"] = len(rows) / seconds
     report("(c') files -> vectors, decode_manifest then build_embeddings", figures["c_two_stages"])
-    seconds, _ = timed(embedding.build_embeddings, frames, encoder, batch_size=args.batch_size, workers=workers)
+    seconds, _ = timed(encoders.build_embeddings, frames, encoder, batch_size=args.batch_size, workers=workers)
     figures["c_embeddings_stage"] = len(thumbs) / seconds
     report("(c'') embeddings stage alone (build_embeddings on thumbnails)", figures["c_embeddings_stage"])
 
@@ -275,7 +275,7 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
                   "from convolutions)")
             continue
         if precision == "int8":
-            reduced = embedding.encoder_for(name, str(clip_dir), device, None, precision="int8")
+            reduced = encoders.encoder_for(name, str(clip_dir), device, None, precision="int8")
         elif precision == "bf16":
             reduced = bf16_encoder(encoder)
         else:
@@ -287,8 +287,8 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
         figures[f"cosine_{precision}_mean"], figures[f"cosine_{precision}_min"] = mean, worst
         report(f"(a) forward {precision} ({len(sample)} images): x{rate / figures['a_forward']:.2f} of fp32, "
                f"cosine mean {mean:.4f} min {worst:.4f}", rate)
-        if precision in embedding.PRECISIONS and precision != "fp32":
-            seconds, (_, _, table, _) = timed(embedding.decode_and_embed, manifest, reduced, options,
+        if precision in encoders.PRECISIONS and precision != "fp32":
+            seconds, (_, _, table, _) = timed(encoders.decode_and_embed, manifest, reduced, options,
                                               batch_size=args.batch_size)
             figures[f"c_streamed_{precision}"] = len(table) / seconds
             report(f"(c) files -> vectors, decode_and_embed, {precision}", figures[f"c_streamed_{precision}"])

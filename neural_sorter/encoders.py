@@ -1,4 +1,5 @@
-"""The ``embeddings`` stage: one L2-normalised float32 vector per file from the chosen backend.
+"""Encoders: each backend (CLIP, the offline CNN, the self-trained autoencoder) reduced to what the embedding
+loop needs, and the loop itself: one L2-normalised float32 vector per file.
 
 Thumbnails are decoded and preprocessed in worker threads a few batches ahead of the model, so decoding
 overlaps inference; only a bounded number of batches is ever in memory. ``decode_and_embed`` does the
@@ -36,7 +37,7 @@ from neural_sorter.decoding.frames import (
     worker_count,
 )
 from neural_sorter.decoding.images import decode_jpeg
-from neural_sorter.file_manifest import source_path
+from neural_sorter.inventory import source_path
 from neural_sorter.models import efficientnet
 from neural_sorter.models.clip import ClipUnavailable, LoadedClip, load_clip, zero_shot_probabilities
 from neural_sorter.models.efficientnet import EfficientNetUnavailable

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from neural_sorter import settings
+from neural_sorter.defs.automation import AUTOMATION_ENV, CRON_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,6 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = settings.prepare_dagster_home()
     os.environ["DAGSTER_HOME"] = str(home)
+    try:
+        config = settings.load_config()
+    except settings.ConfigError as exc:
+        print(f"neural-sorter: error: {exc}", file=sys.stderr)
+        return 2
+    # Definitions read no YAML when they load: the sensor's and schedule's start state and the cron are
+    # handed over here, from the config file, through the environment.
+    os.environ.setdefault(AUTOMATION_ENV, "1" if config.automation else "0")
+    os.environ.setdefault(CRON_ENV, config.schedule_cron)
     workspace = ROOT / "workspace.yaml"
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)

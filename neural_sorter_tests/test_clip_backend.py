@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from neural_sorter import embedding
+from neural_sorter import encoders
 from neural_sorter.decoding.frames import DecodeOptions, decode_manifest
-from neural_sorter.embedding import (
+from neural_sorter.encoders import (
     BackendUnavailable,
     build_embeddings,
     clip_encoder,
@@ -20,7 +20,7 @@ from neural_sorter.embedding import (
     encoder_for,
     resolve_backend,
 )
-from neural_sorter.file_manifest import build_file_manifest
+from neural_sorter.inventory import build_file_manifest
 from neural_sorter.models import clip as clip_module
 from neural_sorter.models.clip import ClipUnavailable, load_clip
 from neural_sorter_tests.tiny_clip import IMAGE_SIZE, PROJECTION_DIM
@@ -116,7 +116,7 @@ def test_build_embeddings_with_clip(tiny_clip_dir: Path, decoded) -> None:
 
     table, stats = build_embeddings(frames, encoder, CATEGORIES, category_vectors, batch_size=4)
 
-    assert list(table.columns) == embedding.EMBEDDING_COLUMNS
+    assert list(table.columns) == encoders.EMBEDDING_COLUMNS
     assert sorted(table["relative_path"]) == sorted(manifest["relative_path"])  # one row per file
     assert table["relative_path"].is_unique
     assert (table["backend"] == "clip").all()
@@ -179,7 +179,7 @@ def test_int8_precision_is_close_to_fp32_and_never_reuses_fp32_vectors(tiny_clip
     reference, _ = build_embeddings(frames, fp32)
     quantized, stats = build_embeddings(frames, int8, reuse=reference)
     assert stats["reused"] == 0 and stats["embedded"] == 7  # fp32 vectors are another model's
-    a, b = embedding.vectors_of(reference), embedding.vectors_of(quantized)
+    a, b = encoders.vectors_of(reference), encoders.vectors_of(quantized)
     assert not np.array_equal(a, b)  # the quantized model really ran
     assert (a * b).sum(axis=1).min() > 0.95  # a random tiny model; the real ViT-B/32 figure is in bench/
 
@@ -197,16 +197,16 @@ def test_decode_and_embed_matches_the_two_stages(tiny_clip_dir: Path, decoded) -
     options = DecodeOptions(thumbnail_size=64, frames_per_video=3, workers=2)
     two_stage, _ = build_embeddings(frames, encoder, batch_size=4)
 
-    streamed_frames, decode_stats, streamed, stats = embedding.decode_and_embed(
+    streamed_frames, decode_stats, streamed, stats = encoders.decode_and_embed(
         manifest, encoder, options, batch_size=4
     )
     assert decode_stats == {"reused": 0, "decoded": 7, "failed": 0}
     pd.testing.assert_frame_equal(streamed_frames.drop(columns="thumbnail"), frames.drop(columns="thumbnail"))
     assert list(streamed["relative_path"]) == list(two_stage["relative_path"])
-    np.testing.assert_allclose(embedding.vectors_of(streamed), embedding.vectors_of(two_stage), atol=1e-5)
+    np.testing.assert_allclose(encoders.vectors_of(streamed), encoders.vectors_of(two_stage), atol=1e-5)
     assert stats["embedded"] == 7
 
-    _, decode_stats, again, stats = embedding.decode_and_embed(
+    _, decode_stats, again, stats = encoders.decode_and_embed(
         manifest, encoder, options, reuse_frames=streamed_frames, reuse=streamed
     )
     assert decode_stats["reused"] == 7 and stats["embedded"] == 0 and again["reused"].all()

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from neural_sorter.definitions import defs
-from neural_sorter.file_manifest import content_hash
+from neural_sorter.inventory import content_hash
 from neural_sorter.sources import PARTITIONS_NAME, SourceRegistry
 
 ROOT = Path(__file__).resolve().parents[1]

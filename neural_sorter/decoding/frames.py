@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from neural_sorter.decoding.images import DecodeError, encode_jpeg, load_image_thumbnail
 from neural_sorter.decoding.videos import load_video_frames
-from neural_sorter.file_manifest import source_path
+from neural_sorter.inventory import source_path
 
 FRAME_COLUMNS = [
     "relative_path",

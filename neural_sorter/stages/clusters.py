@@ -70,7 +70,7 @@ def build_clusters(
     """Clusters from scratch or updates ``previous`` stably; ``first_thumbnails`` (paths -> one thumbnail
     each) feeds the gallery in the report, and is skipped when None."""
     from neural_sorter.clustering import ClusterResult, cluster_embeddings, update_clusters
-    from neural_sorter.embedding import vectors_of
+    from neural_sorter.encoders import vectors_of
 
     started = time.perf_counter()
     vectors = vectors_of(embeddings)

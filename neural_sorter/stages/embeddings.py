@@ -58,16 +58,16 @@ def build_embeddings(
 
     ``frames`` is the ``decoded_frames`` index; ``thumbnails`` streams the thumbnails of the rows to embed.
     """
-    from neural_sorter import embedding
+    from neural_sorter import encoders
 
-    backend, notes = embedding.resolve_backend(options.backend, options.clip_model, device)
+    backend, notes = encoders.resolve_backend(options.backend, options.clip_model, device)
     notes = [*notes, f"backend: {backend} (requested {options.backend}) on {device}"]
     try:
-        encoder = embedding.encoder_for(backend, options.clip_model, device, autoencoder, options.precision)
-    except embedding.BackendUnavailable as exc:
+        encoder = encoders.encoder_for(backend, options.clip_model, device, autoencoder, options.precision)
+    except encoders.BackendUnavailable as exc:
         raise StageError(str(exc)) from None
     categories, category_vectors = category_vectors_of(clip_model) if backend == "clip" else ([], None)
-    table, stats = embedding.build_embeddings(
+    table, stats = encoders.build_embeddings(
         frames,
         encoder,
         categories,

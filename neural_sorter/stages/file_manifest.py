@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neural_sorter.file_manifest import build_file_manifest as inventory
+from neural_sorter.inventory import build_file_manifest as inventory
 from neural_sorter.stages import Markdown, StageError, StageReport
 
 

@@ -33,7 +33,7 @@ def build_projection_3d(
     drift_threshold: float,
     recompute: bool = False,
 ) -> tuple[pd.DataFrame, StageReport]:
-    from neural_sorter.embedding import vectors_of
+    from neural_sorter.encoders import vectors_of
     from neural_sorter.previews import as_markdown_image, scatter
     from neural_sorter.projection import projection_table
 

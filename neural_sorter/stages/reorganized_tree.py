@@ -37,7 +37,7 @@ def build_reorganized_tree(
     on_wait: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, StageReport]:
     """Plans and applies the placements under the output folder's lock."""
-    from neural_sorter.file_manifest import display_text, source_path
+    from neural_sorter.inventory import display_text, source_path
     from neural_sorter.reorganize import (
         Action,
         OutputBusyError,

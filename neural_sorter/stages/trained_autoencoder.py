@@ -65,7 +65,7 @@ def build_trained_autoencoder(
 ) -> tuple[pd.DataFrame, StageReport]:
     """Trains (or reuses) the autoencoder when the resolved backend is ``autoencoder``; a one-row
     ``not used`` table otherwise."""
-    from neural_sorter.embedding import resolve_backend
+    from neural_sorter.encoders import resolve_backend
 
     backend, _ = resolve_backend(models.backend, models.clip_model, device)
     if backend != "autoencoder":

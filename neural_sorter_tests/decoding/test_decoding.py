@@ -15,7 +15,7 @@ from neural_sorter.decoding import videos as videos_module
 from neural_sorter.decoding.frames import FRAME_COLUMNS, DecodeOptions, decode_manifest
 from neural_sorter.decoding.images import DecodeError, decode_jpeg, load_image_thumbnail
 from neural_sorter.decoding.videos import is_informative, load_video_frames
-from neural_sorter.file_manifest import build_file_manifest
+from neural_sorter.inventory import build_file_manifest
 from neural_sorter_tests.media import BAND_BASE, BAND_STEP, png_header_only, write_video
 
 RED = (255, 0, 0)

@@ -14,9 +14,9 @@ import pytest
 
 from neural_sorter.clustering import cluster_embeddings, update_clusters
 from neural_sorter.definitions import defs
-from neural_sorter.projection import extend_projection
 from neural_sorter.defs.automation import resort_schedule, source_directory_sensor
 from neural_sorter.defs.resources import SorterResource
+from neural_sorter.projection import extend_projection
 from neural_sorter.sources import PARTITIONS_NAME, SourceRegistry
 from neural_sorter.watching import folder_fingerprint
 
