@@ -11,6 +11,46 @@ from dash_viewer.callbacks.common import current_data, selected_index, selection
 from dash_viewer.data import PartitionData, ViewerStore
 from dash_viewer.figures import event_ids
 
+#: Plotly's 3D scene only reports a click when one of its animation frames happens to run while the button is
+#: down, so a quick click (or one on a slow, software-rendered WebGL canvas) arrives as a mere hover and the
+#: point is never selected (issue 11). The page therefore turns a press and release on the scene that did not
+#: move (no orbit drag) into ``clickData`` of the point under the pointer, the one plotly last reported as
+#: hovered. Installed once per page by a clientside callback with no output; ``{MAP}`` is the graph's id.
+CLICK_3D_JS = """
+function(_figure) {
+    if (window.__neuralSorterClick3d) { return; }
+    window.__neuralSorterClick3d = true;
+    var graph = function() { return document.getElementById('{MAP}'); };
+    var hovered = null, down = null;
+    var hook = function() {
+        var root = graph(), gd = root && root.querySelector('.js-plotly-plot');
+        if (!gd || !gd.on || gd.__neuralSorterHooked) { return; }
+        gd.__neuralSorterHooked = true;
+        gd.on('plotly_hover', function(event) {
+            var p = event && event.points && event.points[0];
+            hovered = p ? {curveNumber: p.curveNumber, pointNumber: p.pointNumber} : null;
+        });
+        gd.on('plotly_unhover', function() { hovered = null; });
+    };
+    var onScene = function(event) {
+        var root = graph();
+        return !!(root && root.contains(event.target) && event.target.closest('.gl-container'));
+    };
+    document.addEventListener('pointermove', function(event) { if (onScene(event)) { hook(); } }, true);
+    document.addEventListener('pointerdown', function(event) {
+        hook();
+        down = onScene(event) && event.button === 0 ? [event.clientX, event.clientY] : null;
+    }, true);
+    document.addEventListener('pointerup', function(event) {
+        var start = down;
+        down = null;
+        if (!start || !onScene(event) || !hovered) { return; }
+        if (Math.abs(event.clientX - start[0]) + Math.abs(event.clientY - start[1]) > 4) { return; }  // orbit
+        window.dash_clientside.set_props('{MAP}', {clickData: {points: [hovered]}});
+    }, true);
+}
+"""
+
 
 def pick_selection(
     data: PartitionData | None,
@@ -46,6 +86,8 @@ def pick_selection(
 
 
 def register(app: Dash, viewer: ViewerStore) -> None:
+    app.clientside_callback(CLICK_3D_JS.replace("{MAP}", ids.MAP_3D), Input(ids.MAP_3D, "figure"))
+
     @app.callback(
         Output(ids.SELECTED, "data"),
         Input(ids.MAP_3D, "clickData"),

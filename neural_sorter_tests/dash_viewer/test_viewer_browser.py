@@ -165,6 +165,35 @@ def points_box(driver: Any) -> tuple[float, float, float, float]:
     )
 
 
+def scene_point_offset(driver: Any, curve: int, number: int) -> tuple[float, float] | None:
+    """Pixel offset from the 3D graph's centre of point ``number`` of trace ``curve``, projected with the
+    scene camera's own matrices (as plotly places 3D annotations); None when it is behind the camera."""
+    offset = driver.execute_script(
+        """
+        const graph = document.getElementById('map-3d');
+        const gd = graph.querySelector('.js-plotly-plot');
+        const scene = gd._fullLayout.scene._scene, full = gd._fullData[arguments[0]], i = arguments[1];
+        if (!full || !scene) { return null; }
+        const s = scene.dataScale, c = scene.glplot.cameraParams;
+        const apply = (m, v) => {
+            const out = [0, 0, 0, 0];
+            for (let r = 0; r < 4; r++) { for (let k = 0; k < 4; k++) { out[k] += m[4 * r + k] * v[r]; } }
+            return out;
+        };
+        const p = apply(c.projection, apply(c.view, apply(c.model, [full.x[i] * s[0], full.y[i] * s[1],
+                                                                      full.z[i] * s[2], 1])));
+        if (p[3] <= 0) { return null; }
+        const canvas = scene.glplot.canvas.getBoundingClientRect(), box = graph.getBoundingClientRect();
+        const x = canvas.left + (1 + p[0] / p[3]) / 2 * canvas.width;
+        const y = canvas.top + (1 - p[1] / p[3]) / 2 * canvas.height;
+        return [x - (box.left + box.width / 2), y - (box.top + box.height / 2)];
+        """,
+        curve,
+        number,
+    )
+    return None if offset is None else (float(offset[0]), float(offset[1]))
+
+
 def test_viewer_in_a_real_browser(served: dict[str, Any], browser: Any) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
@@ -336,3 +365,77 @@ def test_copy_of_store_is_not_needed_for_thumbnails(served: dict[str, Any], brow
         )
     finally:
         shutil.move(moved, served["images"])
+
+
+def test_partition_picker_and_3d_clicks_with_the_mouse(served: dict[str, Any], browser: Any) -> None:
+    """Issue 11: the picker's menu must open above the 3D map (a click on another entry used to land on the
+    canvas), and a click on a point of the 3D map must select it, as in 2D. Only real mouse events here."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    driver, key, store = browser, served["key"], served["store"]
+    shown = pd.read_parquet(store / "3d_projection" / f"{key}.parquet")
+    other = "older-0badc0de"
+    write_asset(store, "3d_projection", other, shown.iloc[:12].copy())
+    older = time.time_ns() - 3600 * 10**9  # older than the shown partition, so the page still opens on that one
+    os.utime(store / "3d_projection" / f"{other}.parquet", ns=(older, older))
+    try:
+        driver.get(served["url"])
+        wait_for(driver, lambda d: text_of(d, "file-count") == f"{len(shown)} files", "page opened on the newest")
+        wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#map-3d .legend .traces")) > 0, "3D map")
+
+        # the picker, opened and used with the mouse: the entry is clicked where it is drawn
+        picker = driver.find_element(By.ID, "partition")
+        ActionChains(driver).move_to_element(picker).click().perform()
+        entry = f"//*[contains(concat(' ', @class, ' '), ' dash-dropdown-option ') and contains(., '{other}')]"
+        option = wait_for(
+            driver,
+            lambda d: next((e for e in d.find_elements(By.XPATH, entry) if e.is_displayed()), None),
+            "the picker lists the second partition",
+        )
+        hit = driver.execute_script(
+            "const r = arguments[0].getBoundingClientRect();"
+            "const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);"
+            "return !!top && arguments[0].contains(top);",
+            option,
+        )
+        assert hit, "the picker's menu is covered (by the 3D map) where its entry is drawn"
+        ActionChains(driver).move_to_element(option).click().perform()
+        wait_for(driver, lambda d: text_of(d, "file-count") == "12 files", "clicking the entry switched partition")
+        wait_for(driver, lambda d: text_of(d, "count") == "12 shown", "the map shows the other partition")
+
+        # a real click on a point of the 3D map selects it (first a point that hovering shows is on top)
+        data = ViewerStore(store, run_lookup=False).load(other)
+        names = list(data.points["name"])
+        graph = driver.find_element(By.ID, "map-3d")
+        wait_for(
+            driver,
+            lambda d: d.execute_script(
+                "const g = document.querySelector('#map-3d .js-plotly-plot');"
+                "return !!(g && g._fullLayout && g._fullLayout.scene && g._fullLayout.scene._scene"
+                " && g._fullData.length >= 3 && g._fullData[2].x.length > 0);"
+            ),
+            "3D scene drawn",
+        )
+        time.sleep(0.5)
+        target = None
+        for group, members in enumerate(group_ids(data, drawn_state(data, "cluster", None, None, None))):
+            for number, idx in enumerate(members.tolist()):
+                offset = scene_point_offset(driver, FIRST_GROUP_TRACE + group, number)
+                if offset is None:
+                    continue
+                ActionChains(driver).move_to_element_with_offset(graph, *offset).perform()
+                with contextlib.suppress(Exception):
+                    wait_for(driver, lambda d, i=idx: names[i] in text_of(d, "tip-3d"), "hover", timeout=3)
+                    target = (idx, offset)
+                    break
+            if target:
+                break
+        assert target is not None, "no point of the 3D map showed its tooltip under the mouse"
+        idx, offset = target
+        assert text_of(driver, "detail-name") != names[idx]
+        ActionChains(driver).move_to_element_with_offset(graph, *offset).click().perform()
+        wait_for(driver, lambda d: text_of(d, "detail-name") == names[idx], "a click on a 3D point selects it")
+        assert text_of(driver, "detail-path").endswith(names[idx])
+    finally:
+        (store / "3d_projection" / f"{other}.parquet").unlink()
