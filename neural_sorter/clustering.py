@@ -33,6 +33,9 @@ SPECTRAL_NEIGHBORS = (8, 30)
 # Above this many points the graph is built on a seeded sample of this size and every other file takes the
 # majority label of its nearest sampled files: memory and time stop growing with n (no n x n matrix ever).
 SPECTRAL_SAMPLE = 10_000
+# Up to this many points the graph's eigenvectors come from a dense eigendecomposition (exact), above it from
+# LOBPCG on the sparse graph.
+SPECTRAL_DENSE = 2500
 # k='auto' for spectral: Louvain modularity communities of a kNN graph with about sqrt(n)/2 neighbours,
 # the median count over this many seeds (the spread across seeds is the stability check).
 AUTO_K_SEEDS = 5
@@ -228,18 +231,18 @@ def _spectral_vectors(graph, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]
     """Eigenvalues (ascending) of the normalised Laplacian and the rows of its first ``k`` eigenvectors,
     each row L2-normalised (Ng, Jordan and Weiss)."""
     from scipy import sparse
-    from scipy.sparse.linalg import eigsh
+    from scipy.sparse.linalg import lobpcg
 
     n = graph.shape[0]
     degree = np.asarray(graph.sum(axis=1)).ravel()
     scale = sparse.diags(1 / np.sqrt(np.maximum(degree, 1e-12)))
-    adjacency = scale @ graph @ scale
-    count = min(k + 1, n - 1)
-    if n <= 2 * count + 2:  # eigsh needs count < n; tiny graphs are cheap as dense matrices
+    adjacency = (scale @ graph @ scale).tocsr()
+    count = min(k + 1, n)
+    if n <= SPECTRAL_DENSE:  # exact, and cheap at this size
         values, vectors = np.linalg.eigh(adjacency.toarray())
-    else:
-        v0 = np.random.default_rng(seed).random(n)
-        values, vectors = eigsh(adjacency, k=count, which="LA", v0=v0)
+    else:  # a block solver: unlike Lanczos it keeps every copy of a repeated eigenvalue (one per component)
+        start = np.random.default_rng(seed).standard_normal((n, count))
+        values, vectors = lobpcg(adjacency, start, largest=True, tol=1e-5, maxiter=500)
     order = np.argsort(-values)
     rows = vectors[:, order[:k]]
     rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)

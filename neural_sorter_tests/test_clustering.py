@@ -99,3 +99,66 @@ def test_tiny_inputs_do_not_crash():
         assert len(table) == n
         coords, _ = project_3d(x, "umap", 0)
         assert coords.shape == (n, 3)
+
+
+def test_spectral_is_the_default_and_a_method():
+    assert clustering.DEFAULT_METHOD == "spectral"
+    assert set(clustering.METHODS) >= {"spectral", "kmeans", "hierarchical", "hdbscan"}
+
+
+def test_spectral_auto_k_recovers_separated_groups():
+    x, truth = blobs(n_per=40, centers=6, dim=32)
+    table, result = cluster_embeddings(table_for(x), x, "spectral", "auto", (2, 12), 5, [], 0.5, 0)
+    assert result.chosen_k == 6
+    assert agree(table["cluster_id"].to_numpy(), truth) > 0.99
+    assert result.details["auto_k"] == "louvain" and result.details["auto_k_stable"]
+    assert "warning" not in result.details
+
+
+def test_spectral_auto_k_range_grows_with_the_folder():
+    # 15 groups with k_range (2, 8): the upper end grows to ceil(sqrt(n)) = 18, so 15 is found, no warning.
+    x, truth = blobs(n_per=20, centers=15, dim=48)
+    result = clustering.spectral(x, "auto", (2, 8), 0)
+    assert result.chosen_k == 15
+    assert result.details["auto_k_range"] == [2, 18]
+    assert agree(result.labels, truth) > 0.95
+
+
+def test_spectral_auto_k_warns_at_a_bound(caplog):
+    x, _ = blobs(n_per=20, centers=12, dim=48)
+    with caplog.at_level("WARNING"):
+        result = clustering.spectral(x, "auto", (2, 3), 0)  # grows to 16 only: pin it lower
+        clamped = clustering._louvain_k(clustering.folder_projection(x, 0, 64)[0](x), 2, 5, 0)
+    assert result.chosen_k == 12
+    assert clamped[0] == 5 and "bound" in clamped[1]["warning"]
+    assert any("bound" in record.message for record in caplog.records)
+
+
+def test_spectral_on_a_sample_labels_every_point(monkeypatch):
+    monkeypatch.setattr(clustering, "SPECTRAL_SAMPLE", 120)
+    x, truth = blobs(n_per=60, centers=4, dim=16)
+    result = clustering.spectral(x, 4, (2, 8), 0)
+    assert result.details["fitted_on"] == 120
+    assert len(result.labels) == len(x)
+    assert agree(result.labels, truth) > 0.99
+
+
+def test_spectral_never_builds_a_dense_graph():
+    x, _ = blobs(n_per=30, centers=3)
+    graph = clustering.knn_graph(clustering.folder_projection(x, 0, 64)[0](x), 5)
+    assert graph.format == "csr" and graph.nnz <= 2 * 5 * len(x)
+    assert (graph != graph.T).nnz == 0
+
+
+def test_assign_nearest_matches_brute_force():
+    rng = np.random.default_rng(1)
+    x, centroids = rng.normal(size=(50, 8)), rng.normal(size=(5, 8))
+    expected = ((x[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+    np.testing.assert_array_equal(clustering.assign_nearest(x, centroids), expected)
+
+
+def test_spectral_tiny_inputs_do_not_crash():
+    for n in (0, 1, 2, 5, 9):
+        x = np.random.default_rng(0).normal(size=(n, 8)).astype(np.float32)
+        table, _ = cluster_embeddings(table_for(x), x, "spectral", "auto", (2, 8), 5, [], 0.5, 0)
+        assert len(table) == n
