@@ -14,6 +14,8 @@ import pytest
 from neural_sorter.definitions import defs
 from neural_sorter.inventory import content_hash
 from neural_sorter.sources import PARTITIONS_NAME, SourceRegistry
+from neural_sorter.store import Store
+from neural_sorter.tables import SCHEMAS
 
 ROOT = Path(__file__).resolve().parents[1]
 TUXPAINT = ROOT.parent / "shared" / "datasets" / "tuxpaint8"
@@ -92,6 +94,13 @@ def test_whole_graph_materializes_for_one_partition(tmp_path, monkeypatch):
         clusters_meta = instance.get_latest_materialization_event(dg.AssetKey("clusters"))
         metadata = clusters_meta.asset_materialization.metadata
         assert metadata["clusters"].value == 3 and "data:image/png;base64" in metadata["gallery"].value
+        checks = result.get_asset_check_evaluations()
+        assert len(checks) == 2 and all(check.passed for check in checks), checks
+    graph = defs.resolve_asset_graph()
+    for asset in ASSETS:  # the columns the UI documents are the columns the stages write
+        documented = graph.get(dg.AssetKey(asset)).metadata["dagster/column_schema"]
+        stored = Store(store).read(asset, key)
+        assert set(stored.columns) == {c.name for c in documented.columns} == {c.name for c in SCHEMAS[asset]}
     frames = pd.read_parquet(store / "decoded_frames" / f"{key}.parquet")
     assert frames.loc[frames["relative_path"] == "broken.jpg", "error"].str.contains("image").all()
     embeds = pd.read_parquet(store / "embeddings" / f"{key}.parquet")
