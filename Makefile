@@ -22,11 +22,12 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 sort: install
-	@test -n "$(SRC)" -a -n "$(OUT)" || { echo "usage: make sort SRC=<folder> OUT=<folder> [ARGS='--backend cnn ...']"; exit 2; }
-	$(BIN)/neural-sorter sort "$(SRC)" --out "$(OUT)" $(ARGS)
+	@test -n "$(SRC)" || { echo "usage: make sort SRC=<folder> [OUT=<folder>] [ARGS='--backend cnn ...']"; exit 2; }
+	$(BIN)/neural-sorter sort "$(SRC)" $(if $(OUT),--out "$(OUT)") $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install lint browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -107,9 +107,9 @@ def build_file_manifest(
                 row["width"], row["height"] = image_size(entry.path)
         rows.append(row)
     frame = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-    return frame.astype(
-        {"size": "Int64", "mtime_ns": "Int64", "width": "Int64", "height": "Int64"}
-    ).reset_index(drop=True)
+    return frame.astype({"size": "Int64", "mtime_ns": "Int64", "width": "Int64", "height": "Int64"}).reset_index(
+        drop=True
+    )
 
 
 def _row(

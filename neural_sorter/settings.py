@@ -64,9 +64,7 @@ class SourceOptions(BaseModel):
         return normalise_path(value) if value else value
 
 
-class SorterConfig(
-    SourceOptions, EmbeddingOptions, FrameOptions, ClusterOptions, ProjectionOptions, ReorganizeOptions
-):
+class SorterConfig(SourceOptions, EmbeddingOptions, FrameOptions, ClusterOptions, ProjectionOptions, ReorganizeOptions):
     """Every option a user can set, composed from the options each stage declares beside its code; the
     YAML file is flat (one key per option) with the autoencoder's training options nested under it."""
 

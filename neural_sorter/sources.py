@@ -130,9 +130,7 @@ class SkippedEntry:
     reason: str
 
 
-def walk_source(
-    root: Path, exclude: list[Path] | None = None
-) -> Iterator[FoundFile | SkippedEntry]:
+def walk_source(root: Path, exclude: list[Path] | None = None) -> Iterator[FoundFile | SkippedEntry]:
     """Every regular file below ``root``, recursively.
 
     Hidden folders and the excluded folders (the output tree) are skipped; symlinked folders are not

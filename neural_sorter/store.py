@@ -150,8 +150,9 @@ class Store:
             raise TypeError(f"{asset} must be a pandas DataFrame, got {type(table).__name__}")
         path = self.path(asset, key)
         arrow = pa.Table.from_pandas(table, preserve_index=False)
-        self.write_atomic(path, lambda handle: pq.write_table(arrow, handle, compression=COMPRESSION,
-                                                              row_group_size=ROW_GROUP_ROWS))
+        self.write_atomic(
+            path, lambda handle: pq.write_table(arrow, handle, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS)
+        )
         return path
 
     def write_bytes(self, path: UPath, data: bytes) -> None:

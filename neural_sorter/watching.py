@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from neural_sorter.sources import FoundFile, walk_source
@@ -17,10 +18,19 @@ STATE_DIR = ".neural-sorter"  # the output folder's state (manifests, lock, tras
 def folder_fingerprint(root: Path, exclude: list[Path] | None = None) -> str:
     """A digest of every file's relative path, size and mtime: changes when anything is added, removed or
     modified, and costs one ``stat`` per file."""
+    return fingerprint(
+        (entry.relative_path, entry.size, entry.mtime_ns)
+        for entry in walk_source(root, exclude)
+        if isinstance(entry, FoundFile)
+    )
+
+
+def fingerprint(files: Iterable[tuple[str, int, int]]) -> str:
+    """The digest of (relative path, size, mtime in ns) triples, in any order: the same for a folder walked
+    now and for the ``file_manifest`` table of its last sort when nothing changed in between."""
     digest = hashlib.blake2b(digest_size=12)
-    for entry in walk_source(root, exclude):
-        if isinstance(entry, FoundFile):
-            digest.update(f"{entry.relative_path}\0{entry.size}\0{entry.mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    for path, size, mtime_ns in sorted((str(p), int(s), int(m)) for p, s, m in files):
+        digest.update(f"{path}\0{size}\0{mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 
@@ -43,6 +53,9 @@ def watched_subfolders(watch_root: Path, exclude: list[Path] | None = None) -> l
     return sorted(
         child
         for child in watch_root.iterdir()
-        if child.is_dir() and not child.name.startswith(".") and not child.is_symlink()
-        and os.path.realpath(child) not in excluded and not is_output_folder(child)
+        if child.is_dir()
+        and not child.name.startswith(".")
+        and not child.is_symlink()
+        and os.path.realpath(child) not in excluded
+        and not is_output_folder(child)
     )

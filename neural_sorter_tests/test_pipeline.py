@@ -20,8 +20,14 @@ from neural_sorter.tables import SCHEMAS
 ROOT = Path(__file__).resolve().parents[1]
 TUXPAINT = ROOT.parent / "shared" / "datasets" / "tuxpaint8"
 ASSETS = [
-    "file_manifest", "decoded_frames", "clip_model", "trained_autoencoder",
-    "embeddings", "clusters", "3d_projection", "reorganized_tree",
+    "file_manifest",
+    "decoded_frames",
+    "clip_model",
+    "trained_autoencoder",
+    "embeddings",
+    "clusters",
+    "3d_projection",
+    "reorganized_tree",
 ]
 
 pytestmark = pytest.mark.slow
@@ -45,7 +51,10 @@ def real_images(dest: Path, per_class: int = 4) -> list[Path]:
 def test_definitions_validate():
     result = subprocess.run(
         [str(Path(sys.executable).with_name("dagster")), "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert {a.key.to_user_string() for a in defs.resolve_all_asset_specs()} == set(ASSETS)
@@ -62,7 +71,8 @@ def test_register_source_job_adds_a_partition(tmp_path, monkeypatch):
     assert SourceRegistry(str(tmp_path / "store")).resolve(key) == tmp_path
     with dg.instance_for_test() as instance:
         failed = REGISTER_JOB.execute_in_process(
-            instance=instance, raise_on_error=False,
+            instance=instance,
+            raise_on_error=False,
             run_config={"ops": {"register_source_folder": {"config": {"path": str(tmp_path / "nope")}}}},
         )
         assert not failed.success and instance.get_dynamic_partitions(PARTITIONS_NAME) == []
@@ -115,7 +125,10 @@ def run_cli(*args: str, home: Path) -> subprocess.CompletedProcess:
     env.pop("NEURAL_SORTER_STORE", None)
     return subprocess.run(
         [str(Path(sys.executable).with_name("neural-sorter")), *args],
-        capture_output=True, text=True, env=env, timeout=600,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
     )
 
 
@@ -162,7 +175,14 @@ def test_cli_failures_are_one_line_and_nonzero(tmp_path):
     inside = run_cli("sort", str(src), "--out", str(src), home=home)
     assert inside.returncode == 2 and "source folder itself" in inside.stderr
     bad_clip = run_cli(
-        "sort", str(src), "--out", str(tmp_path / "o"), "--backend", "clip", "--clip-model", "nobody/nothing",
+        "sort",
+        str(src),
+        "--out",
+        str(tmp_path / "o"),
+        "--backend",
+        "clip",
+        "--clip-model",
+        "nobody/nothing",
         home=home,
     )
     assert bad_clip.returncode == 1

@@ -9,7 +9,11 @@ from neural_sorter.sources import SourceRegistry, UnknownSourceError, partition_
 def test_defaults_are_what_a_first_run_uses():
     config = SorterConfig()
     assert (config.backend, config.method, config.k, config.projection, config.mode) == (
-        "auto", "kmeans", "auto", "umap", "copy",
+        "auto",
+        "kmeans",
+        "auto",
+        "umap",
+        "copy",
     )
     assert config.precision == "fp32"
 

@@ -15,12 +15,22 @@ from neural_sorter.store import Store
 def store(tmp_path: Path) -> Path:
     """A decoded_frames partition of 5,000 rows in row groups of 2,048, with one failed file."""
     rows = [
-        {"relative_path": f"f{n:05d}.jpg", "content_hash": f"h{n // 2}", "kind": "image", "frame_index": 0,
-         "timestamp": 0.0, "width": 8, "height": 8, "thumbnail": f"jpeg-{n // 2}".encode(), "error": None}
+        {
+            "relative_path": f"f{n:05d}.jpg",
+            "content_hash": f"h{n // 2}",
+            "kind": "image",
+            "frame_index": 0,
+            "timestamp": 0.0,
+            "width": 8,
+            "height": 8,
+            "thumbnail": f"jpeg-{n // 2}".encode(),
+            "error": None,
+        }
         for n in range(5000)
     ]  # pairs of files share content, as duplicates do
-    rows.append({**rows[0], "relative_path": "broken.jpg", "content_hash": "bad", "thumbnail": None,
-                 "error": "truncated"})
+    rows.append(
+        {**rows[0], "relative_path": "broken.jpg", "content_hash": "bad", "thumbnail": None, "error": "truncated"}
+    )
     path = Store(tmp_path).path("decoded_frames", "p")
     path.parent.mkdir(parents=True)
     pd.DataFrame(rows, columns=FRAME_COLUMNS).to_parquet(path, row_group_size=2048)
@@ -43,8 +53,7 @@ def test_stored_thumbnails_come_in_the_order_asked_for(store: Path) -> None:
     in_order = keys(*[(f"h{n}", 0) for n in range(0, 2500, 3)])
     assert list(Store(store).iter_thumbnails("p", in_order)) == [f"jpeg-{n}".encode() for n in range(0, 2500, 3)]
     backwards = keys(("h2400", 0), ("h7", 0), ("h1500", 0))  # against the stored order: still right
-    assert list(Store(store).iter_thumbnails("p", backwards, batch_rows=100)) == [b"jpeg-2400", b"jpeg-7",
-                                                                                    b"jpeg-1500"]
+    assert list(Store(store).iter_thumbnails("p", backwards, batch_rows=100)) == [b"jpeg-2400", b"jpeg-7", b"jpeg-1500"]
     repeated = keys(("h3", 0), ("h9", 0), ("h3", 0))  # duplicate files share one stored frame
     assert list(Store(store).iter_thumbnails("p", repeated, batch_rows=100)) == [b"jpeg-3", b"jpeg-9", b"jpeg-3"]
 

@@ -51,9 +51,7 @@ def make_tiny_clip(path: str | os.PathLike[str]) -> Path:
         **common,
     )
     vision = CLIPVisionConfig(image_size=IMAGE_SIZE, patch_size=8, **common)
-    config = CLIPConfig(
-        text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=PROJECTION_DIM
-    )
+    config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=PROJECTION_DIM)
     torch.manual_seed(0)
     CLIPModel(config).eval().save_pretrained(folder)
     tokenizer = CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77)

@@ -70,8 +70,10 @@ def build_store(
     key = target.sources.add(images)
     device = torch.device("cpu")
     models = EmbeddingOptions(
-        backend=backend, clip_model=str(clip_dir) if clip_dir else EmbeddingOptions().clip_model,
-        categories=list(categories or []), batch_size=16,
+        backend=backend,
+        clip_model=str(clip_dir) if clip_dir else EmbeddingOptions().clip_model,
+        categories=list(categories or []),
+        batch_size=16,
     )
     manifest, _ = build_file_manifest(images, None)
     target.write(FILE_MANIFEST, key, manifest)
@@ -80,12 +82,21 @@ def build_store(
     clip_model, _ = build_clip_model(models, device)
     target.write(CLIP_MODEL, key, clip_model)
     embeddings, _ = build_embeddings(
-        frames, None, models, clip_model=clip_model, autoencoder=None, device=device,
-        thumbnails=functools.partial(target.iter_thumbnails, key), workers=2,
+        frames,
+        None,
+        models,
+        clip_model=clip_model,
+        autoencoder=None,
+        device=device,
+        thumbnails=functools.partial(target.iter_thumbnails, key),
+        workers=2,
     )
     target.write(EMBEDDINGS, key, embeddings)
     clusters, _ = build_clusters(
-        embeddings, None, ClusterOptions(k=k, k_range=(2, 6), category_threshold=0.0), categories=models.categories,
+        embeddings,
+        None,
+        ClusterOptions(k=k, k_range=(2, 6), category_threshold=0.0),
+        categories=models.categories,
         seed=seed,
     )
     target.write(CLUSTERS, key, clusters)

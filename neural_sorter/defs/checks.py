@@ -1,6 +1,5 @@
 """Asset checks for the invariants the tests state, so a person sees them in the UI after every run."""
 
-
 import dagster as dg
 import numpy as np
 import pandas as pd

@@ -1,6 +1,5 @@
 """Jobs: sorting one source partition end to end, and registering a source folder from the UI."""
 
-
 import os
 
 import dagster as dg
@@ -78,5 +77,6 @@ def sort_after_register(context: dg.RunStatusSensorContext):
     if not config.get("sort_now", True):
         return dg.SkipReason("sort_now was off: materialize the partition when you want it sorted")
     key = partition_key_for(config["path"])
-    return dg.RunRequest(run_key=f"register:{context.dagster_run.run_id}", partition_key=key,
-                         tags={"trigger": "register_source"})
+    return dg.RunRequest(
+        run_key=f"register:{context.dagster_run.run_id}", partition_key=key, tags={"trigger": "register_source"}
+    )

@@ -46,7 +46,5 @@ def stage_failures() -> Iterator[None]:
 
 def column_schema(asset: str) -> dict[str, Any]:
     """``dagster/column_schema`` metadata, so the UI documents each table's columns."""
-    schema = dg.TableSchema(
-        columns=[dg.TableColumn(c.name, c.type, description=c.description) for c in SCHEMAS[asset]]
-    )
+    schema = dg.TableSchema(columns=[dg.TableColumn(c.name, c.type, description=c.description) for c in SCHEMAS[asset]])
     return {"dagster/column_schema": schema}

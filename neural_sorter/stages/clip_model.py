@@ -23,29 +23,50 @@ def build_clip_model(options: EmbeddingOptions, device) -> tuple[pd.DataFrame, S
 
     if options.backend not in ("auto", "clip"):
         row = _row(options.clip_model, "", "not used", f"backend is {options.backend}")
-        return pd.DataFrame([row], columns=CLIP_COLUMNS), StageReport({"status": "not used",
-                                                                      "backend": options.backend})
+        return pd.DataFrame([row], columns=CLIP_COLUMNS), StageReport(
+            {"status": "not used", "backend": options.backend}
+        )
     try:
         clip = load_clip(options.clip_model, str(device))
     except ClipUnavailable as exc:
         if options.backend == "clip":
             raise StageError(str(exc)) from None
-        report = StageReport({"status": "unavailable", "message": str(exc)},
-                             warnings=[f"{exc} Falling back (backend auto)."])
+        report = StageReport(
+            {"status": "unavailable", "message": str(exc)}, warnings=[f"{exc} Falling back (backend auto)."]
+        )
         return pd.DataFrame([_row(options.clip_model, "", "unavailable", str(exc))], columns=CLIP_COLUMNS), report
     rows = []
     if options.categories:
         prompts = [options.prompt_template.format(c) for c in options.categories]
         for category, prompt, vector in zip(options.categories, prompts, clip.embed_texts(prompts)):
-            rows.append({**_row(clip.model_id, clip.revision, "loaded", ""), "category": category,
-                         "prompt": prompt, "vector": vector.astype(np.float32)})
+            rows.append(
+                {
+                    **_row(clip.model_id, clip.revision, "loaded", ""),
+                    "category": category,
+                    "prompt": prompt,
+                    "vector": vector.astype(np.float32),
+                }
+            )
     else:
         rows.append(_row(clip.model_id, clip.revision, "loaded", "no categories configured"))
-    report = StageReport({"status": "loaded", "model_id": clip.model_id, "revision": clip.revision,
-                          "categories": len(options.categories)})
+    report = StageReport(
+        {
+            "status": "loaded",
+            "model_id": clip.model_id,
+            "revision": clip.revision,
+            "categories": len(options.categories),
+        }
+    )
     return pd.DataFrame(rows, columns=CLIP_COLUMNS), report
 
 
 def _row(model_id: str, revision: str, status: str, message: str) -> dict[str, object]:
-    return {"model_id": model_id, "revision": revision, "status": status, "message": message,
-            "category": None, "prompt": None, "vector": None}
+    return {
+        "model_id": model_id,
+        "revision": revision,
+        "status": status,
+        "message": message,
+        "category": None,
+        "prompt": None,
+        "vector": None,
+    }

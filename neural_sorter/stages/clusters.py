@@ -87,15 +87,23 @@ def build_clusters(
         table, why = update_clusters(embeddings, vectors, previous, options.method, signature, options.drift_threshold)
     if table is None:
         table, result = cluster_embeddings(
-            embeddings, vectors, options.method, options.k, tuple(options.k_range), options.min_cluster_size,
-            categories, options.category_threshold, seed,
+            embeddings,
+            vectors,
+            options.method,
+            options.k,
+            tuple(options.k_range),
+            options.min_cluster_size,
+            categories,
+            options.category_threshold,
+            seed,
         )
         table["settings"] = signature
         incremental, note = False, f"clustering from scratch: {why}"
     else:
         ids = table.loc[table["cluster_id"] >= 0, "cluster_id"]
-        result = ClusterResult(table["cluster_id"].to_numpy(), np.zeros((0, 0)), None, int(ids.nunique()),
-                               {"update": why})
+        result = ClusterResult(
+            table["cluster_id"].to_numpy(), np.zeros((0, 0)), None, int(ids.nunique()), {"update": why}
+        )
         incremental, note = True, f"stable clusters: {why}"
     seconds = time.perf_counter() - started
     sizes = table.groupby("cluster_name").size().sort_values(ascending=False)

@@ -46,9 +46,21 @@ def frames_fingerprint(frames: pd.DataFrame, options: dict[str, object]) -> str:
 
 
 def not_used_table() -> pd.DataFrame:
-    return pd.DataFrame([{"status": "not used", "model_id": "", "checkpoint": "", "fingerprint": "",
-                          "epoch": 0, "loss": np.nan, "reconstruction": np.nan, "kl": np.nan}],
-                        columns=AUTOENCODER_COLUMNS)
+    return pd.DataFrame(
+        [
+            {
+                "status": "not used",
+                "model_id": "",
+                "checkpoint": "",
+                "fingerprint": "",
+                "epoch": 0,
+                "loss": np.nan,
+                "reconstruction": np.nan,
+                "kl": np.nan,
+            }
+        ],
+        columns=AUTOENCODER_COLUMNS,
+    )
 
 
 def build_trained_autoencoder(

@@ -98,10 +98,14 @@ def blobs(seed=0):
 
 
 def frame(x, prefix="f"):
-    return pd.DataFrame({
-        "relative_path": [f"{prefix}{i}.jpg" for i in range(len(x))],
-        "content_hash": [f"h{i}" for i in range(len(x))], "vector": list(x), "category_probs": None,
-    })
+    return pd.DataFrame(
+        {
+            "relative_path": [f"{prefix}{i}.jpg" for i in range(len(x))],
+            "content_hash": [f"h{i}" for i in range(len(x))],
+            "vector": list(x),
+            "category_probs": None,
+        }
+    )
 
 
 def test_new_files_join_existing_clusters_and_names_stay():
@@ -110,9 +114,20 @@ def test_new_files_join_existing_clusters_and_names_stay():
     table["settings"] = "s"
     extra = x[:2] + 0.01
     extra /= np.linalg.norm(extra, axis=1, keepdims=True)
-    grown = pd.concat([frame(x), pd.DataFrame({
-        "relative_path": ["new0.jpg", "new1.jpg"], "content_hash": ["n0", "n1"], "vector": list(extra),
-        "category_probs": None})], ignore_index=True)
+    grown = pd.concat(
+        [
+            frame(x),
+            pd.DataFrame(
+                {
+                    "relative_path": ["new0.jpg", "new1.jpg"],
+                    "content_hash": ["n0", "n1"],
+                    "vector": list(extra),
+                    "category_probs": None,
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
     vectors = np.vstack([x, extra])
     updated, why = update_clusters(grown, vectors, table, "kmeans", "s", 0.2)
     assert updated is not None, why
@@ -156,11 +171,15 @@ def _incremental_scenario(tmp_path, monkeypatch, stack):
     def run(backend="cnn"):
         if True:
             result = job.execute_in_process(
-                instance=instance, partition_key=key,
+                instance=instance,
+                partition_key=key,
                 run_config={
                     "resources": {"sorter": {"config": {"backend": backend, "output_dir": str(out)}}},
-                    "ops": {"clusters": {"config": {"k": "2"}}, "3d_projection": {"config": {"projection": "pca"}},
-                            "trained_autoencoder": {"config": {"epochs": 2}}},
+                    "ops": {
+                        "clusters": {"config": {"k": "2"}},
+                        "3d_projection": {"config": {"projection": "pca"}},
+                        "trained_autoencoder": {"config": {"epochs": 2}},
+                    },
                 },
             )
             assert result.success

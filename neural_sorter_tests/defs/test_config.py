@@ -1,7 +1,6 @@
 """Each option is declared once (in its stage's options model): the CLI, the launchpad and the YAML defaults
 all follow that declaration."""
 
-
 import json
 import subprocess
 import sys

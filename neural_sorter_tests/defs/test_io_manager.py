@@ -1,6 +1,5 @@
 """The Parquet IO manager through ``materialize`` on toy partitioned assets: where it writes, what it reads."""
 
-
 import dagster as dg
 import pandas as pd
 

@@ -1,7 +1,6 @@
 """``file_manifest`` as UI, sensor and schedule runs resolve it: an output folder written with ``~`` inside a
 ``~`` source is never ingested again."""
 
-
 import json
 
 import dagster as dg

@@ -9,8 +9,9 @@ from neural_sorter.stages.embeddings import EmbeddingOptions
 from neural_sorter.tables import CLIP_MODEL
 
 
-@dg.asset(partitions_def=source_dirs, group_name="models", kinds={"pytorch", "parquet"},
-          metadata=column_schema(CLIP_MODEL))
+@dg.asset(
+    partitions_def=source_dirs, group_name="models", kinds={"pytorch", "parquet"}, metadata=column_schema(CLIP_MODEL)
+)
 def clip_model(context: dg.AssetExecutionContext, sorter: SorterResource) -> pd.DataFrame:
     """The CLIP model (hub id or local folder) with its revision, and the text vectors of the categories.
 

@@ -11,8 +11,9 @@ from neural_sorter.tables import DECODED_FRAMES
 DecodedFramesConfig = config_class("DecodedFramesConfig", (FrameOptions, None))
 
 
-@dg.asset(partitions_def=source_dirs, group_name="ingest", kinds={"pillow", "parquet"},
-          metadata=column_schema(DECODED_FRAMES))
+@dg.asset(
+    partitions_def=source_dirs, group_name="ingest", kinds={"pillow", "parquet"}, metadata=column_schema(DECODED_FRAMES)
+)
 def decoded_frames(
     context: dg.AssetExecutionContext,
     config: DecodedFramesConfig,

@@ -9,8 +9,9 @@ from neural_sorter.tables import FILE_MANIFEST
 from neural_sorter.watching import output_exclusions
 
 
-@dg.asset(partitions_def=source_dirs, group_name="ingest", kinds={"python", "parquet"},
-          metadata=column_schema(FILE_MANIFEST))
+@dg.asset(
+    partitions_def=source_dirs, group_name="ingest", kinds={"python", "parquet"}, metadata=column_schema(FILE_MANIFEST)
+)
 def file_manifest(context: dg.AssetExecutionContext, sorter: SorterResource) -> pd.DataFrame:
     """Every file below the source folder: path, size, mtime, kind (or why unsupported), content hash."""
     key = context.partition_key

@@ -18,8 +18,13 @@ ReorganizedTreeConfig = config_class(
 )
 
 
-@dg.asset(partitions_def=source_dirs, group_name="organize", kinds={"parquet"}, deps=[PROJECTION_3D],
-          metadata=column_schema(REORGANIZED_TREE))
+@dg.asset(
+    partitions_def=source_dirs,
+    group_name="organize",
+    kinds={"parquet"},
+    deps=[PROJECTION_3D],
+    metadata=column_schema(REORGANIZED_TREE),
+)
 def reorganized_tree(
     context: dg.AssetExecutionContext,
     config: ReorganizedTreeConfig,
