@@ -32,18 +32,25 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dash_viewer import data as vdata
+from dash_viewer import ids
 from dash_viewer.app import create_app
+from neural_sorter import tables
+from neural_sorter.store import COMPRESSION, ROW_GROUP_ROWS, Store
 
-CLUSTERS = 12
+CLUSTER_COUNT = 12
 DIMENSIONS = 512
 
 
-def write(store: Path, asset: str, key: str, table: pd.DataFrame | pa.Table) -> None:
-    path = store / asset / f"{key}.parquet"
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write(store: Store, asset: str, key: str, table: pd.DataFrame | pa.Table) -> None:
+    """Writes a table as the pipeline does (``Store``: zstd, 2,048-row groups, atomic); Arrow tables as they
+    are, so the 512-d vectors need no trip through pandas."""
     if isinstance(table, pd.DataFrame):
-        table = pa.Table.from_pandas(table, preserve_index=False)
-    pq.write_table(table, path, compression="zstd")
+        store.write(asset, key, table)
+        return
+    store.write_atomic(
+        store.path(asset, key),
+        lambda handle: pq.write_table(table, handle, compression=COMPRESSION, row_group_size=ROW_GROUP_ROWS),
+    )
 
 
 def placeholder_jpegs(count: int, size: int = 32) -> list[bytes]:
@@ -58,14 +65,17 @@ def placeholder_jpegs(count: int, size: int = 32) -> list[bytes]:
     return out
 
 
-def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
-    """A store with every table the viewer reads, for ``n`` files in ``CLUSTERS`` Gaussian blobs."""
+def synthetic_store(root: Path, n: int, seed: int = 0) -> str:
+    """A store with every table the viewer reads, for ``n`` files in ``CLUSTER_COUNT`` Gaussian blobs; returns the
+    partition key of its (never opened) source folder."""
+    store = Store(root)
     rng = np.random.default_rng(seed)
-    key = f"synthetic-{n}"
-    labels = rng.integers(0, CLUSTERS, n)
-    centres = rng.normal(0, 6, (CLUSTERS, 3))
+    source = f"/photos/synthetic-{n}"
+    key = store.sources.add(source)
+    labels = rng.integers(0, CLUSTER_COUNT, n)
+    centres = rng.normal(0, 6, (CLUSTER_COUNT, 3))
     coords = (centres[labels] + rng.normal(0, 1.2, (n, 3))).astype(np.float32)
-    directions = rng.normal(0, 1, (CLUSTERS, DIMENSIONS)).astype(np.float32)
+    directions = rng.normal(0, 1, (CLUSTER_COUNT, DIMENSIONS)).astype(np.float32)
     vectors = directions[labels] + rng.normal(0, 0.8, (n, DIMENSIONS)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     paths = [f"folder-{i % 97:02d}/image-{i:06d}.jpg" for i in range(n)]
@@ -73,7 +83,7 @@ def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
     names = [f"cluster-{c:02d}" for c in labels]
     write(
         store,
-        "3d_projection",
+        tables.PROJECTION_3D,
         key,
         pd.DataFrame(
             {
@@ -89,7 +99,7 @@ def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
     )
     write(
         store,
-        "clusters",
+        tables.CLUSTERS,
         key,
         pd.DataFrame(
             {
@@ -99,7 +109,7 @@ def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
                 "cluster_name": names,
                 "cluster_category": None,
                 "category_confidence": np.nan,
-                "cluster_size": np.bincount(labels, minlength=CLUSTERS)[labels],
+                "cluster_size": np.bincount(labels, minlength=CLUSTER_COUNT)[labels],
                 "hier_code": [f"{c:02d}-{i:05d}" for i, c in enumerate(labels)],
                 "distance_to_centroid": rng.random(n).astype(np.float32),
                 "duplicate_group": None,
@@ -110,7 +120,7 @@ def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
     vector_column = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
     write(
         store,
-        "embeddings",
+        tables.EMBEDDINGS,
         key,
         pa.table(
             {
@@ -128,10 +138,10 @@ def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
             }
         ),
     )
-    jpegs = placeholder_jpegs(CLUSTERS)
+    jpegs = placeholder_jpegs(CLUSTER_COUNT)
     write(
         store,
-        "decoded_frames",
+        tables.DECODED_FRAMES,
         key,
         pd.DataFrame(
             {
@@ -149,7 +159,7 @@ def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
     )
     write(
         store,
-        "clip_model",
+        tables.CLIP_MODEL,
         key,
         pd.DataFrame(
             [
@@ -165,16 +175,20 @@ def synthetic_store(store: Path, n: int, seed: int = 0) -> str:
             ]
         ),
     )
-    write(store, "file_manifest", key, pd.DataFrame({"relative_path": paths, "path": [f"/photos/{p}" for p in paths]}))
-    (store / "sources.json").write_text(json.dumps({key: "/photos"}))
+    write(
+        store,
+        tables.FILE_MANIFEST,
+        key,
+        pd.DataFrame({"relative_path": paths, "path": [f"{source}/{p}" for p in paths]}),
+    )
     return key
 
 
 def figure_callback(client, key: str, version: str) -> tuple[int, int, float]:
     """POSTs the 3D figure callback as the browser does on a filter change: (raw bytes, gzip bytes, seconds)."""
     deps = client.get("/_dash-dependencies").get_json()
-    dep = next(d for d in deps if d["output"].startswith("..map-3d.figure...count.children"))
-    values = {"version.data": {"partition": key, "version": version}, "color-by.value": "cluster"}
+    dep = next(d for d in deps if d["output"].startswith(f"..{ids.MAP_3D}.figure...{ids.COUNT}.children"))
+    values = {f"{ids.VERSION}.data": {"partition": key, "version": version}, f"{ids.COLOR_BY}.value": "cluster"}
     body = {
         "output": dep["output"],
         "outputs": [dict(zip(("id", "property"), part.rsplit(".", 1))) for part in dep["output"][2:-2].split("...")],
@@ -183,7 +197,7 @@ def figure_callback(client, key: str, version: str) -> tuple[int, int, float]:
             for i in dep["inputs"]
         ],
         "state": [{"id": s["id"], "property": s["property"], "value": None} for s in dep["state"]],
-        "changedPropIds": ["color-by.value"],
+        "changedPropIds": [f"{ids.COLOR_BY}.value"],
     }
     started = time.perf_counter()
     response = client.post("/_dash-update-component", json=body, headers={"Accept-Encoding": "gzip"})
@@ -217,7 +231,7 @@ def measure(root: Path, n: int) -> dict[str, object]:
     warm_layout = time.perf_counter() - started
 
     layout_json = json.loads(raw_layout)
-    figure = _find(layout_json, "map-3d")["props"]["figure"]
+    figure = _find(layout_json, ids.MAP_3D)["props"]["figure"]
     figure_bytes = len(json.dumps(figure, separators=(",", ":")))
     ids_bytes = sum(len(json.dumps(t.get("customdata", []), separators=(",", ":"))) for t in figure["data"])
 
@@ -238,9 +252,9 @@ def measure(root: Path, n: int) -> dict[str, object]:
     timings = []
     for idx in range(5):
         started = time.perf_counter()
-        ids, _ = vdata.neighbours(data, idx, 36)
+        found, _ = vdata.neighbours(data, idx, 36)
         timings.append((time.perf_counter() - started) * 1000)
-        assert len(ids) == 36
+        assert len(found) == 36
     neighbours_ms = sorted(timings)[len(timings) // 2]
     store_mb = sum(p.stat().st_size for p in store.rglob("*.parquet")) / 1e6
     return {

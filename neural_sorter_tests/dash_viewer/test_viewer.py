@@ -566,3 +566,16 @@ def test_thumbnails_are_read_one_row_group_at_a_time(fresh_store):
     for reader in (patient, viewer):
         for idx in (0, 5, 29):
             assert reader.thumbnail(key, idx) == by_path[data.points["relative_path"].iat[idx]]
+
+
+def test_3d_click_hook_and_compression_are_wired(built, client):
+    """The page-side 3D click hook is installed by a no-output clientside callback on the 3D figure, and
+    responses are compressed by flask-compress in whatever the browser accepts."""
+    deps = client.get("/_dash-dependencies").get_json()
+    hooks = [d for d in deps if d.get("no_output") and d["inputs"] == [{"id": "map-3d", "property": "figure"}]]
+    assert len(hooks) == 1 and hooks[0].get("clientside_function")
+    for encoding in ("br", "gzip"):
+        layout = client.get("/_dash-layout", headers={"Accept-Encoding": encoding})
+        assert layout.status_code == 200 and layout.headers.get("Content-Encoding") == encoding
+    thumb = client.get(f"/thumb/{built[1]}/0", headers={"Accept-Encoding": "br, gzip"})
+    assert thumb.status_code == 200 and "Content-Encoding" not in thumb.headers  # JPEG is sent as it is
