@@ -100,6 +100,10 @@ class SourceRegistry:
         """{partition key: folder}."""
         return {k: v["path"] for k, v in self._read().items()}
 
+    def records(self) -> dict[str, dict[str, str]]:
+        """{partition key: {"path": folder, "output_dir": folder (when one was recorded)}}."""
+        return self._read()
+
     def record(self, key: str) -> dict[str, str]:
         """What was registered with the key (its folder and output folder), or {}."""
         return dict(self._read().get(key, {}))

@@ -19,7 +19,7 @@ from neural_sorter.defs.jobs import sort_source_job
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
 from neural_sorter.settings import SourceOptions
-from neural_sorter.sources import default_output_dir, normalise_path, partition_key_for
+from neural_sorter.sources import default_output_dir, partition_key_for
 from neural_sorter.tables import FILE_MANIFEST
 from neural_sorter.watching import fingerprint, folder_fingerprint, output_exclusions, watched_subfolders
 

@@ -3,12 +3,32 @@
 import os
 
 import dagster as dg
+from dagster._core.definitions.executor_definition import (
+    IN_PROC_CONFIG,
+    MULTI_PROC_CONFIG,
+    multiple_process_executor_requirements,
+)
 from pydantic import Field
 
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
 from neural_sorter.memory import release_freed_memory
 from neural_sorter.sources import default_output_dir, normalise_path, partition_key_for
+
+
+@dg.executor(
+    name="multi_or_in_process_executor",
+    config_schema=dg.Field(
+        dg.Selector({"in_process": IN_PROC_CONFIG, "multiprocess": MULTI_PROC_CONFIG}),
+        default_value={"in_process": {}},
+    ),
+    requirements=lambda config: multiple_process_executor_requirements() if "multiprocess" in config else [],
+)
+def in_process_by_default(init_context):
+    """Dagster's default executor with the other default: one process per run. The steps of a sort all import
+    torch and the stores; a process per step made a 38-image sort from the UI take 206 s instead of ~30 s.
+    ``execution: {config: {multiprocess: {}}}`` still picks a process per step."""
+    return dg.multi_or_in_process_executor.executor_creation_fn(init_context)
 
 
 @dg.success_hook
@@ -68,6 +88,7 @@ def register_source():
     monitored_jobs=[register_source],
     request_job=sort_source_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=5,
     description="Starts the sort of a folder as soon as register_source has added it (unless sort_now is off).",
 )
 def sort_after_register(context: dg.RunStatusSensorContext):
