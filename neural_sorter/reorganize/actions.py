@@ -60,6 +60,16 @@ class Action:
         self.action = ActionKind(self.action)
 
 
+class Plan(list):
+    """A list of actions that may also adopt an interrupted run's record (``adopts``: its path).
+
+    A plain ``list`` subclass so callers that only pass the plan from ``plan_reorganization`` to
+    ``execute_plan`` need no change; ``execute_plan`` retires the adopted record once the new one is durable.
+    """
+
+    adopts: Path | None = None
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{secrets.token_hex(3)}"
 

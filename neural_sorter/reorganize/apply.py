@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +15,10 @@ from tqdm import tqdm
 
 from neural_sorter.reorganize.actions import DRY_RUN_NAME, MANIFEST_NAME, PLACING_ACTIONS, Action, ActionKind, state_dir
 from neural_sorter.reorganize.fs import (
+    UnsafePathError,
     copy_to_temp,
+    ensure_real_dirs,
+    folder_identity,
     fsync_dir,
     hash_matches,
     move_file,
@@ -20,7 +27,15 @@ from neural_sorter.reorganize.fs import (
     remove_stale_temporaries,
     rename_no_replace,
 )
-from neural_sorter.reorganize.manifest import HISTORY_DIR, write_history, write_manifest
+from neural_sorter.reorganize.manifest import (
+    HISTORY_DIR,
+    Journal,
+    applied_journal,
+    record_key,
+    retire,
+    write_history,
+    write_manifest,
+)
 
 
 @dataclass
@@ -40,11 +55,17 @@ def _already_done(action: Action) -> bool:
     return hash_matches(action.destination, action.content_hash)
 
 
-def apply_action(action: Action) -> None:
+def apply_action(action: Action, out: Path | None = None) -> None:
+    """Carries out one action; idempotent, so a re-run completes a half-done plan.
+
+    With ``out``, every folder between ``out`` and the destination must be a real folder (never a symlink).
+    """
     destination = Path(action.destination)
     kind = action.action
     if kind == ActionKind.KEEP:
         return
+    if out is not None and destination.is_relative_to(out):
+        ensure_real_dirs(out, destination.parent)
     if kind in PLACING_ACTIONS and _already_done(action):
         if (
             kind == ActionKind.MOVE
@@ -77,6 +98,9 @@ def apply_action(action: Action) -> None:
             if os.path.lexists(destination):
                 return  # done by a killed earlier attempt
             raise FileNotFoundError(f"{origin} is gone")
+        if _same_file(origin, destination):
+            os.unlink(origin)  # killed between link and unlink of the rename
+            return
         if os.path.lexists(destination):
             raise FileExistsError(errno.EEXIST, "destination exists", str(destination))
         rename_no_replace(origin, destination)
@@ -84,29 +108,108 @@ def apply_action(action: Action) -> None:
         raise ValueError(f"unknown action {kind!r}")
 
 
+def _same_file(a: str, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b) and not os.path.islink(a)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def _sigint_between_placements() -> Iterator[list]:
+    """Holds a SIGINT that lands mid-placement until that placement is done.
+
+    Yields a list that gets the pending signal's frame; the loop checks it between placements and then
+    hands the interrupt on to whatever handler was installed before (normally raising KeyboardInterrupt).
+    Only the main thread can install handlers; elsewhere the list stays empty and a KeyboardInterrupt
+    raised inside a placement is handled by the loop's own clean-up.
+    """
+    pending: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, lambda _signum, frame: pending.append(frame))
+    except ValueError:  # not the main interpreter
+        yield pending
+        return
+    try:
+        yield pending
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pending:
+        _hand_on(previous, pending[0])
+
+
+def _hand_on(previous, frame) -> None:
+    """Delivers a held SIGINT the way the previous handler would have; stops the run unless it was ignored."""
+    if previous == signal.SIG_IGN:
+        return
+    if callable(previous):
+        previous(signal.SIGINT, frame)  # normally raises KeyboardInterrupt
+    raise KeyboardInterrupt
+
+
 def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = False) -> ReorganizeReport:
-    """Records the plan durably, then carries it out; per-file failures are reported, never fatal."""
+    """Records the plan durably, then carries it out; per-file failures are reported, never fatal.
+
+    Each placed row is journaled (``manifest.Journal``); ``complete`` is written only when the loop ran to
+    the end. A SIGINT stops the loop between two placements (see ``_sigint_between_placements``) and a
+    KeyboardInterrupt raised inside one is let through after the clean-up: either way the record stays
+    unfinished, so the next run adopts it and one ``undo`` reverts both.
+    """
     folder = state_dir(out)
     if dry_run:
         manifest = folder / DRY_RUN_NAME
         write_manifest(manifest, actions)
         return ReorganizeReport(run_id, str(manifest), _count(actions))
+    _check_state_dir(out)
     partition = actions[0].partition if actions else "empty"
     remove_stale_temporaries(out / partition)
-    write_history(folder / HISTORY_DIR, run_id, partition, actions)
-    write_manifest(folder / MANIFEST_NAME, actions)
-    report = ReorganizeReport(run_id, str(folder / MANIFEST_NAME), _count(actions))
-    touched: set[Path] = set()
-    for action in tqdm(actions, desc="reorganize", unit="file", disable=None, leave=False):
+    moved_from = {os.path.dirname(a.source) for a in actions if a.action == ActionKind.MOVE}
+    identities = {source_folder: folder_identity(source_folder) for source_folder in moved_from}
+    history = folder / HISTORY_DIR
+    journal = Journal(applied_journal(history, record_key(run_id, partition)))
+    complete = False
+    try:
+        write_history(history, run_id, partition, actions, identities)
+        adopted = getattr(actions, "adopts", None)
+        if adopted is not None and Path(adopted).exists():
+            retire(Path(adopted), ".adopted")  # the new record now carries everything it did
+        write_manifest(folder / MANIFEST_NAME, actions, identities)
+        report = ReorganizeReport(run_id, str(folder / MANIFEST_NAME), _count(actions))
+        touched: set[Path] = set()
         try:
-            apply_action(action)
-            touched.add(Path(action.destination).parent)
-        except OSError as exc:
-            report.failures.append((action.source, f"{action.action} failed: {exc}"))
-    for parent in touched:
-        fsync_dir(parent)
+            with _sigint_between_placements() as interrupted:
+                for row, action in enumerate(tqdm(actions, desc="reorganize", unit="file", disable=None, leave=False)):
+                    if interrupted:
+                        break
+                    try:
+                        apply_action(action, out)
+                        touched.add(Path(action.destination).parent)
+                        journal.add(row)
+                    except OSError as exc:
+                        report.failures.append((action.source, f"{action.action} failed: {exc}"))
+                else:
+                    complete = not interrupted
+        finally:
+            for parent in touched:
+                fsync_dir(parent)
+            if not complete:
+                remove_stale_temporaries(out / partition)
+    finally:
+        journal.close(complete=complete)
     remove_empty_dirs(out, exclude=folder)
     return report
+
+
+def _check_state_dir(out: Path) -> None:
+    """The records and the trash live in ``OUT/.neural-sorter``; a symlink there would put them elsewhere."""
+    try:
+        # Owner-only: the records list every file name of the sources, and the trash holds retired copies.
+        ensure_real_dirs(out, state_dir(out) / HISTORY_DIR, mode=0o700)
+    except UnsafePathError as exc:
+        raise UnsafePathError(f"{exc}; refusing to sort into {out}") from None
 
 
 def _count(actions: list[Action]) -> dict[str, int]:

@@ -12,9 +12,10 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 from pathlib import Path
 
-from neural_sorter.file_manifest import content_hash
+from neural_sorter.inventory import content_hash
 
 TEMP_PREFIX = ".ns-tmp-"
 
@@ -111,12 +112,91 @@ def rename_no_replace(origin: str, destination: Path) -> None:
         os.rename(origin, destination)
 
 
-def remove_stale_temporaries(tree: Path) -> None:
-    """Half-written copies left by a killed run: they never got a real name, so nothing refers to them."""
-    if tree.is_dir():
-        for stale in tree.rglob(f"{TEMP_PREFIX}*"):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+def remove_stale_temporaries(tree: Path, recursive: bool = True) -> None:
+    """Half-written copies left by a killed run: they never got a real name, so nothing refers to them.
+
+    Looks only in real folders (``os.walk`` never follows a symlink, and a symlinked ``tree`` is skipped),
+    so a link planted in OUT cannot steer the clean-up into someone else's folder.
+    """
+    if os.path.islink(tree) or not os.path.isdir(tree):
+        return
+    for dirpath, _dirnames, filenames in os.walk(tree):
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if name.startswith(TEMP_PREFIX) and stat.S_ISREG(os.lstat(path).st_mode):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+        if not recursive:
+            break
+
+
+class UnsafePathError(OSError):
+    """A folder this tool would write into is a symlink or not a folder; nothing is written through it."""
+
+
+def ensure_real_dirs(root: Path, folder: Path, mode: int = 0o777) -> None:
+    """Creates ``folder`` below ``root`` component by component, refusing any that is a symlink.
+
+    A symlinked partition, cluster or state folder (planted before or during a run) would otherwise
+    send copies, moves or the trash to wherever it points.
+    """
+    relative = folder.relative_to(root)
+    root.mkdir(parents=True, exist_ok=True)  # OUT itself is the user's choice, symlink or not
+    current = root
+    for part in relative.parts:
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(current, mode)  # ``mode`` is further limited by the umask
+            info = os.lstat(current)
+        if stat.S_ISLNK(info.st_mode):
+            raise UnsafePathError(f"{current} is a symlink; refusing to write through it")
+        if not stat.S_ISDIR(info.st_mode):
+            raise UnsafePathError(f"{current} is not a folder")
+
+
+def folder_identity(folder: str) -> str:
+    """``device:inode:uid:mode`` of a folder, recorded so undo can tell it is still the same folder."""
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return ""
+    return f"{info.st_dev}:{info.st_ino}:{info.st_uid}:{stat.S_IMODE(info.st_mode):o}"
+
+
+def restore_folder_problem(folder: str, recorded: str) -> str | None:
+    """Why originals must not be moved back into ``folder``, or None when it is safe.
+
+    Safe: the very folder they came from, or (after it was deleted) one re-created by the same owner, and
+    in either case no more writable by group or others than it was. Device and inode are recorded for the
+    report and for forensics, but the owner is what decides. A missing folder is re-created by the
+    restore itself, as the user running undo. Records without an identity (older versions) are trusted.
+    """
+    if not recorded:
+        return None
+    try:
+        info = os.lstat(folder)
+    except FileNotFoundError:
+        return None
+    if stat.S_ISLNK(info.st_mode):
+        return f"{folder} is now a symlink; not restoring originals through it"
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{folder} is no longer a folder"
+    _dev, _ino, uid, mode = recorded.split(":")
+    # Device and inode alone cannot tell: a folder deleted and re-created often gets the same inode number
+    # back. Another owner can: only the owner or root may hand a folder on, and neither did it for us.
+    if info.st_uid != int(uid):
+        return (
+            f"{folder} was deleted and re-created by another user (uid {info.st_uid}, was {uid}); "
+            "not restoring originals into it"
+        )
+    opened = stat.S_IMODE(info.st_mode) & 0o022 & ~int(mode, 8)
+    if opened:
+        who = " and ".join(w for bit, w in ((0o020, "its group"), (0o002, "others")) if opened & bit)
+        return f"{folder} is now writable by {who} (it was not when the files were moved out); not restoring into it"
+    return None
 
 
 def remove_empty_dirs(out: Path, exclude: Path) -> None:

@@ -3,13 +3,25 @@
 The records are the only memory this tool has of what it did, so they are written completely and durably
 (temp file, fsync, rename or link, fsync the folder) before a single file is touched, and read back with
 the exact bytes of every name.
+
+Two journals sit next to each record, named by ``<run>-<partition>`` (known before the record gets its
+sequence number, so they exist before it does):
+
+- ``.applied-<key>``: the row numbers placed so far, then ``complete`` when the run finished. A record
+  whose journal lacks ``complete`` belongs to an interrupted run, which the next run adopts; undo uses
+  it to tell "never placed" from "placed, then renamed or removed by the user". Records written before
+  journals existed have none and are treated as complete.
+- ``.undo-<key>``: the row numbers an undo has settled. A failed undo keeps the record, so the next undo
+  retries exactly the rows not listed here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,8 +39,11 @@ MANIFEST_FIELDS = [
     "partition",
     "run_id",
     "previous_destination",
+    # "device:inode:uid:mode" of the folder a moved original came from; undo restores only into it.
+    "source_folder",
 ]
 HISTORY_DIR = "history"
+COMPLETE = "complete"
 _SEQUENCE_DIGITS = 6
 
 
@@ -43,7 +58,7 @@ def sequence(path: Path) -> int:
 
 
 def history_files(out: Path) -> list[Path]:
-    """Manifests of earlier runs, oldest first (undone runs excluded).
+    """Manifests of earlier runs, oldest first (undone and adopted runs excluded).
 
     Order comes from the sequence number each run claims, never from clock time: two runs in the
     same second (or a clock stepped backwards) must still undo in the order they happened.
@@ -54,7 +69,72 @@ def history_files(out: Path) -> list[Path]:
     return sorted(folder.glob("*.csv"), key=lambda path: (sequence(path), path.name))
 
 
-def write_history(folder: Path, run_id: str, partition: str, actions: list[Action]) -> Path:
+def record_key(run_id: str, partition: str) -> str:
+    return f"{run_id}-{partition}"
+
+
+def key_of(record: Path) -> str:
+    """``<run>-<partition>`` of a history record (its name without sequence number and extension)."""
+    return record.name.split("-", 1)[1].rsplit(".", 1)[0]
+
+
+def applied_journal(folder: Path, key: str) -> Path:
+    return folder / f".applied-{key}"
+
+
+def undo_journal(folder: Path, key: str) -> Path:
+    return folder / f".undo-{key}"
+
+
+def read_journal(path: Path) -> tuple[set[int], bool] | None:
+    """(row numbers listed, whether ``complete`` was written); None when there is no journal."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return None
+    rows = {int(line) for line in text.split() if line.isdigit()}
+    return rows, COMPLETE in text.split()
+
+
+class Journal:
+    """An append-only list of row numbers, flushed per line so a kill loses at most the line being written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handle = open(path, "a", encoding="ascii")  # noqa: SIM115 - closed by close()
+
+    def add(self, rows: Iterable[int] | int) -> None:
+        for row in [rows] if isinstance(rows, int) else rows:
+            self._handle.write(f"{row}\n")
+        self._handle.flush()
+
+    def close(self, complete: bool = False) -> None:
+        if complete:
+            self._handle.write(f"{COMPLETE}\n")
+        self._handle.flush()
+        with contextlib.suppress(OSError):
+            os.fsync(self._handle.fileno())
+        self._handle.close()
+
+
+def is_complete(record: Path) -> bool:
+    """False only for a run that started placing and never finished (killed or interrupted)."""
+    journal = read_journal(applied_journal(record.parent, key_of(record)))
+    return journal is None or journal[1]
+
+
+def retire(record: Path, suffix: str) -> None:
+    """Takes a record out of the history (``.undone``, ``.adopted``) and drops its journals."""
+    os.replace(record, record.with_name(record.name[: -len(".csv")] + suffix))
+    for journal in (applied_journal(record.parent, key_of(record)), undo_journal(record.parent, key_of(record))):
+        journal.unlink(missing_ok=True)
+    fsync_dir(record.parent)
+
+
+def write_history(
+    folder: Path, run_id: str, partition: str, actions: list[Action], source_folders: dict[str, str] | None = None
+) -> Path:
     """Writes the run's manifest under the next free sequence number.
 
     The complete file is hard-linked into place, which fails rather than replaces when a
@@ -62,7 +142,7 @@ def write_history(folder: Path, run_id: str, partition: str, actions: list[Actio
     """
     folder.mkdir(parents=True, exist_ok=True)
     staging = folder / f".staging-{run_id}-{partition}.tmp"
-    write_manifest(staging, actions)
+    write_manifest(staging, actions, source_folders)
     number = max((sequence(path) for path in folder.iterdir()), default=-1) + 1
     try:
         while True:
@@ -77,16 +157,22 @@ def write_history(folder: Path, run_id: str, partition: str, actions: list[Actio
         staging.unlink(missing_ok=True)
 
 
-def write_manifest(path: Path, actions: list[Action]) -> None:
-    """Writes a manifest CSV atomically and durably (temp file, fsync, rename, fsync the folder)."""
+def write_manifest(path: Path, actions: list[Action], source_folders: dict[str, str] | None = None) -> None:
+    """Writes a manifest CSV atomically and durably (temp file, fsync, rename, fsync the folder).
+
+    ``source_folders`` maps the folder of a moved original to its identity (``fs.folder_identity``).
+    The file is readable by its owner only: it lists every file name of the user's sources.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
         writer.writeheader()
         for action in actions:
             row = asdict(action)
             row["action"] = row["action"].value  # the plain string older versions wrote
+            row["source_folder"] = (source_folders or {}).get(os.path.dirname(action.source), "")
             writer.writerow(row)
         handle.flush()
         os.fsync(handle.fileno())
@@ -96,14 +182,28 @@ def write_manifest(path: Path, actions: list[Action]) -> None:
 
 def read_manifest(path: Path) -> pd.DataFrame:
     # Paths that are not valid UTF-8 were written with surrogateescape; read them back the same way.
-    return pd.read_csv(path, dtype=object, keep_default_na=False, encoding_errors="surrogateescape")
+    table = pd.read_csv(path, dtype=object, keep_default_na=False, encoding_errors="surrogateescape")
+    for column in MANIFEST_FIELDS:
+        if column not in table.columns:  # written by an older version
+            table[column] = ""
+    return table
 
 
-def current_placements(out: Path, partition: str) -> pd.DataFrame:
-    """What the tree holds for ``partition``: the holding rows of the latest run that touched it."""
+def latest_record(out: Path, partition: str) -> tuple[Path, pd.DataFrame] | None:
+    """The newest record with rows for ``partition``, and those rows."""
     for path in reversed(history_files(out)):
         table = read_manifest(path)
         mine = table[table["partition"] == partition]
         if len(mine):
-            return mine[mine["action"].isin([str(kind) for kind in HOLDING_ACTIONS])].reset_index(drop=True)
-    return pd.DataFrame(columns=MANIFEST_FIELDS)
+            return path, mine.reset_index(drop=True)
+    return None
+
+
+def holding(rows: pd.DataFrame) -> pd.DataFrame:
+    return rows[rows["action"].isin([str(kind) for kind in HOLDING_ACTIONS])].reset_index(drop=True)
+
+
+def current_placements(out: Path, partition: str) -> pd.DataFrame:
+    """What the tree holds for ``partition``: the holding rows of the latest run that touched it."""
+    latest = latest_record(out, partition)
+    return holding(latest[1]) if latest else pd.DataFrame(columns=MANIFEST_FIELDS)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from neural_sorter.reorganize.actions import PLACING_ACTIONS, Action, ActionKind, state_dir
-from neural_sorter.reorganize.manifest import current_placements
+from neural_sorter.reorganize.actions import PLACING_ACTIONS, Action, ActionKind, Plan, state_dir
+from neural_sorter.reorganize.manifest import MANIFEST_FIELDS, holding, is_complete, latest_record
 
 Exists = Callable[[str], bool]
 
@@ -51,9 +51,23 @@ def plan_reorganization(
     mode: str,
     rename: bool,
     run_id: str,
-) -> list[Action]:
-    """``plan`` against the records in ``out`` and the real filesystem."""
-    return plan(files, current_placements(out, partition), out, partition, mode, rename, run_id, os.path.lexists)
+) -> Plan:
+    """``plan`` against the records in ``out`` and the real filesystem.
+
+    When the latest record for ``partition`` belongs to a run that was killed or interrupted, the new plan
+    adopts it (``Plan.adopts``): ``execute_plan`` retires that record once the new one is written, and the
+    new one lists what the interrupted run placed, so one ``undo`` restores the state before both.
+    """
+    latest = latest_record(out, partition)
+    if latest is None:
+        return plan(files, pd.DataFrame(columns=MANIFEST_FIELDS), out, partition, mode, rename, run_id, os.path.lexists)
+    record, rows = latest
+    if not is_complete(record):
+        adopted = plan(files, holding(rows), out, partition, mode, rename, run_id, os.path.lexists, unfinished=rows)
+        if adopted.adopts is not None:
+            adopted.adopts = record
+            return adopted
+    return plan(files, holding(rows), out, partition, mode, rename, run_id, os.path.lexists)
 
 
 def plan(
@@ -65,20 +79,30 @@ def plan(
     rename: bool,
     run_id: str,
     exists: Exists,
-) -> list[Action]:
+    unfinished: pd.DataFrame | None = None,
+) -> Plan:
     """The delta from ``placed`` (the holding rows of the last record) to what ``files`` asks for.
 
     ``files`` has columns source (absolute path), relative_path, content_hash, cluster_name, hier_code.
     New files are placed, files already placed in the right folder are kept, placed files whose cluster
     changed are relocated, and placements whose source is gone are moved to the trash (except originals
     that this tool moved into the tree, which stay). ``exists(path)`` is the only view of the disk.
+
+    ``unfinished``: all rows of an interrupted run's record (``placed`` then holds its holding rows). The
+    plan adopts it when every placement that run made is still wanted where it is: those rows are planned
+    as their original action (already done, so applying them is a no-op) and its trash moves are carried
+    over, so undoing the new run reverts the interrupted one too. Otherwise the result has ``adopts`` None
+    and is planned as if ``unfinished`` had not been given.
     """
     if mode not in {str(kind) for kind in PLACING_ACTIONS}:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(map(str, PLACING_ACTIONS))}")
     mode = ActionKind(mode)
     base = out / partition
-    by_source = {row.source: row for row in placed.itertuples(index=False)}
-    taken: set[str] = set(placed["destination"])
+    rows = [_settled(row, exists) for row in placed.itertuples(index=False)]
+    by_source = {row.source: row for row in rows}
+    # Names held now; a recorded placement that is not on disk (never made, or removed) frees its name, so a
+    # file retried after a failed or interrupted run gets its own name back.
+    taken: set[str] = {row.destination for row in rows if exists(row.destination)}
     actions: list[Action] = []
     ordered = list(files.sort_values("relative_path").itertuples(index=False)) if len(files) else []
     wanted_sources = {row.source for row in ordered}
@@ -107,7 +131,21 @@ def plan(
                 and (not rename or os.path.basename(earlier.destination).startswith(f"{row.hier_code}_"))
                 and (earlier.action != ActionKind.SYMLINK or earlier.source == source)
             ):
-                actions.append(_act(earlier.destination, row, ActionKind.KEEP, partition, run_id, source))
+                if unfinished is not None and earlier.action in (*PLACING_ACTIONS, ActionKind.RELOCATE):
+                    # Placed by the interrupted run: this run takes over the record of having done it.
+                    actions.append(
+                        _act(
+                            earlier.destination,
+                            row,
+                            ActionKind(earlier.action),
+                            partition,
+                            run_id,
+                            source,
+                            earlier.previous_destination,
+                        )
+                    )
+                else:
+                    actions.append(_act(earlier.destination, row, ActionKind.KEEP, partition, run_id, source))
             else:
                 target = _unique_name(folder, name, taken, exists)
                 actions.append(
@@ -122,20 +160,62 @@ def plan(
         if source in wanted_sources or not exists(earlier.destination):
             continue
         if _was_moved_here(earlier, exists):
+            adopting = unfinished is not None and earlier.action in (ActionKind.MOVE, ActionKind.RELOCATE)
             actions.append(
                 Action(
                     source,
                     earlier.destination,
                     earlier.content_hash,
                     earlier.cluster,
-                    ActionKind.KEEP,
+                    ActionKind(earlier.action) if adopting else ActionKind.KEEP,
                     partition,
                     run_id,
+                    earlier.previous_destination if adopting else "",
                 )
             )
         else:
             actions.append(_trash(earlier, out, partition, run_id))
-    return actions
+    if unfinished is None:
+        return Plan(actions)
+    return _adopt(actions, unfinished, placed, files, out, partition, mode, rename, run_id, exists)
+
+
+def _adopt(actions, unfinished, placed, files, out, partition, mode, rename, run_id, exists) -> Plan:
+    """Adds the interrupted run's trash moves, or falls back to a plain plan when adoption cannot be exact."""
+    planned_from = {(a.source, a.destination) for a in actions if a.action != ActionKind.REMOVE}
+    for row in unfinished.itertuples(index=False):
+        if (
+            row.action in (*PLACING_ACTIONS, ActionKind.RELOCATE)
+            and exists(row.destination)
+            and (row.source, row.destination) not in planned_from
+        ):
+            # A placement it made is relocated, retired or replaced now: undoing this run alone
+            # could not restore the state before the interrupted one. Keep both records instead.
+            return Plan(plan(files, placed, out, partition, mode, rename, run_id, exists))
+    carried = [
+        Action(
+            row.source,
+            row.destination,
+            row.content_hash,
+            row.cluster,
+            ActionKind.REMOVE,
+            partition,
+            run_id,
+            row.previous_destination,
+        )
+        for row in unfinished.itertuples(index=False)
+        if row.action == ActionKind.REMOVE and (exists(row.destination) or exists(row.previous_destination))
+    ]
+    adopted = Plan([*carried, *actions])
+    adopted.adopts = Path("unfinished")  # the caller substitutes the record's path
+    return adopted
+
+
+def _settled(row, exists: Exists):
+    """A relocation that never happened (run killed first) still holds its file at the old place."""
+    if row.action == ActionKind.RELOCATE and not exists(row.destination) and exists(row.previous_destination):
+        return row._replace(destination=row.previous_destination, action=str(ActionKind.KEEP), previous_destination="")
+    return row
 
 
 def _was_moved_here(row, exists: Exists) -> bool:

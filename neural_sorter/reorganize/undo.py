@@ -1,4 +1,10 @@
-"""Undo: reverting the latest recorded run, file by file, without ever destroying what the user changed."""
+"""Undo: reverting the latest recorded run, file by file, without ever destroying what the user changed.
+
+A failed undo is not an undo: when any row could not be reverted (a read-only or full source folder, a
+permission error, something else at the original path, a source folder that is no longer the one the
+files came from), the record stays in the history and the rows that were settled are journaled, so the
+next ``undo`` retries exactly the rest. Only a fully settled record is retired to ``.undone``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +14,26 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from neural_sorter.reorganize.actions import MANIFEST_NAME, STATE_DIR, ActionKind, state_dir
-from neural_sorter.reorganize.fs import hash_matches, move_file, remove_empty_dirs, rename_no_replace
-from neural_sorter.reorganize.guard import output_lock
-from neural_sorter.reorganize.manifest import history_files, read_manifest
+from neural_sorter.reorganize.actions import MANIFEST_NAME, PLACING_ACTIONS, STATE_DIR, ActionKind, state_dir
+from neural_sorter.reorganize.fs import (
+    hash_matches,
+    move_file,
+    remove_empty_dirs,
+    remove_stale_temporaries,
+    rename_no_replace,
+    restore_folder_problem,
+)
+from neural_sorter.reorganize.guard import check_own_state, output_lock
+from neural_sorter.reorganize.manifest import (
+    Journal,
+    applied_journal,
+    history_files,
+    key_of,
+    read_journal,
+    read_manifest,
+    retire,
+    undo_journal,
+)
 
 
 class UndoOutcome(str, Enum):
@@ -19,7 +41,12 @@ class UndoOutcome(str, Enum):
 
     REVERTED = "reverted"
     NOTHING_TO_DO = "nothing to do"
+    # The user changed the placed file (edited it, replaced a symlink): theirs now, left where it is.
     LEFT_IN_PLACE = "left in place"
+    # The placed file is no longer where it was put: the user renamed or removed it inside OUT.
+    MISSING = "missing"
+    # Could not be reverted now; the record is kept and the next undo retries it.
+    FAILED = "failed"
 
     def __str__(self) -> str:
         return self.value
@@ -30,16 +57,27 @@ class UndoOutcome(str, Enum):
 
 @dataclass
 class UndoReport:
+    """``failures`` non-empty means the run is NOT undone: its record was kept for a retry."""
+
     manifest: str
     reverted: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # LEFT_IN_PLACE: (path, why)
+    missing: list[tuple[str, str]] = field(default_factory=list)  # MISSING: (path in OUT, what it was)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # FAILED: (path, why); retried next time
+    complete: bool = True  # False when failures kept the record
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
 
 
 def undo_last(out: Path, lock_timeout: float = 60.0) -> UndoReport:
     """Reverts the latest run recorded in ``out``: removes what it placed, restores what it moved.
 
-    Anything whose content no longer matches what the run placed is left alone, with a reason.
+    Anything whose content no longer matches what the run placed is left alone, with a reason; anything
+    that could not be reverted is reported in ``failures`` and the record kept for the next undo.
     """
+    check_own_state(out)
     if not history_files(out):
         raise FileNotFoundError(f"no reorganization to undo in {out} (no {STATE_DIR}/history)")
     with output_lock(out, timeout=lock_timeout):
@@ -52,41 +90,77 @@ def _undo_latest(out: Path) -> UndoReport:
         raise FileNotFoundError(f"no reorganization to undo in {out} (no {STATE_DIR}/history)")
     latest = files[-1]
     table = read_manifest(latest)
+    key = key_of(latest)
+    applied = read_journal(applied_journal(latest.parent, key))
+    settled_before = read_journal(undo_journal(latest.parent, key))
+    settled = settled_before[0] if settled_before else set()
     report = UndoReport(str(latest))
-    for row in reversed(list(table.itertuples(index=False))):
-        try:
-            outcome, reason = revert(row)
-        except OSError as exc:
-            outcome, reason = UndoOutcome.LEFT_IN_PLACE, f"could not revert: {exc}"
-        if outcome == UndoOutcome.REVERTED:
-            report.reverted += 1
-        elif outcome == UndoOutcome.LEFT_IN_PLACE:
-            report.skipped.append((row.destination, reason))
-    undone = latest.with_name(latest.name.replace(".csv", ".undone"))
-    os.replace(latest, undone)
-    remaining = history_files(out)
-    manifest = state_dir(out) / MANIFEST_NAME
-    if remaining:
-        shutil.copyfile(remaining[-1], manifest)
-    elif manifest.exists():
-        manifest.unlink()
+    journal = Journal(undo_journal(latest.parent, key))
+    folder_verdicts: dict[str, str | None] = {}
+    try:
+        for index in reversed(range(len(table))):
+            if index in settled:
+                continue
+            row = table.iloc[index]
+            was_applied = None if applied is None else index in applied[0]
+            try:
+                outcome, reason = revert(row, was_applied, folder_verdicts)
+            except OSError as exc:
+                outcome, reason = UndoOutcome.FAILED, f"could not revert: {exc}"
+            if outcome == UndoOutcome.REVERTED:
+                report.reverted += 1
+            elif outcome == UndoOutcome.LEFT_IN_PLACE:
+                report.skipped.append((row.destination, reason))
+            elif outcome == UndoOutcome.MISSING:
+                report.missing.append((row.destination, reason))
+            elif outcome == UndoOutcome.FAILED:
+                report.failures.append((row.source if row.action == ActionKind.MOVE else row.destination, reason))
+            if outcome != UndoOutcome.FAILED:
+                journal.add(index)
+    finally:
+        journal.close()
+    for source_folder in {os.path.dirname(s) for s, a in zip(table["source"], table["action"]) if a == "move"}:
+        remove_stale_temporaries(Path(source_folder), recursive=False)  # a killed cross-device restore
+    report.complete = not report.failures
+    if report.complete:
+        retire(latest, ".undone")
+        remaining = history_files(out)
+        manifest = state_dir(out) / MANIFEST_NAME
+        if remaining:
+            shutil.copyfile(remaining[-1], manifest)
+        elif manifest.exists():
+            manifest.unlink()
     remove_empty_dirs(out, exclude=state_dir(out))
     return report
 
 
-def revert(row) -> tuple[UndoOutcome, str]:
-    """Reverts one manifest row; the outcome and, unless it was reverted or moot, why it was left alone."""
+def revert(row, was_applied: bool | None = None, folder_verdicts: dict | None = None) -> tuple[UndoOutcome, str]:
+    """Reverts one manifest row; the outcome and, unless it was reverted or moot, why.
+
+    ``was_applied``: whether the run's journal lists the row as placed (None for records without one), which
+    tells a placement the user removed from one that never happened.
+    """
     action, destination, source = ActionKind(row.action), row.destination, row.source
     if action == ActionKind.KEEP:
         return UndoOutcome.NOTHING_TO_DO, ""
     if action in (ActionKind.RELOCATE, ActionKind.REMOVE):
+        previous = row.previous_destination
         if not os.path.lexists(destination):
-            return UndoOutcome.NOTHING_TO_DO, ""  # never happened (run killed first)
-        if os.path.lexists(row.previous_destination):
-            return UndoOutcome.LEFT_IN_PLACE, f"{row.previous_destination} exists; left {destination} in place"
-        rename_no_replace(destination, Path(row.previous_destination))
+            if was_applied and not os.path.lexists(previous):
+                return UndoOutcome.MISSING, f"was moved here from {previous}; renamed or removed since"
+            return UndoOutcome.NOTHING_TO_DO, ""  # never happened (run killed first), or already back
+        if os.path.lexists(previous):
+            if _same_file(previous, destination):
+                os.unlink(destination)  # a killed rename: both names, one file
+                return UndoOutcome.REVERTED, ""
+            return UndoOutcome.FAILED, f"{previous} exists; left {destination} in place"
+        rename_no_replace(destination, Path(previous))
         return UndoOutcome.REVERTED, ""
     if not os.path.lexists(destination):
+        if action == ActionKind.MOVE and not os.path.lexists(source) and was_applied is not False:
+            return UndoOutcome.MISSING, f"the moved original {source} is no longer here nor back at its source"
+        if was_applied and action in PLACING_ACTIONS and action != ActionKind.MOVE:
+            return UndoOutcome.MISSING, f"the {action} of {source} was renamed or removed inside the output folder"
         return UndoOutcome.NOTHING_TO_DO, ""
     if action == ActionKind.SYMLINK:
         if os.path.islink(destination) and os.readlink(destination) == source:
@@ -98,11 +172,24 @@ def revert(row) -> tuple[UndoOutcome, str]:
     if action in (ActionKind.COPY, ActionKind.HARDLINK):
         os.unlink(destination)
         return UndoOutcome.REVERTED, ""
-    # move
+    # move: the original goes back, but only into the folder it came from
     if os.path.lexists(source):
         if hash_matches(source, row.content_hash):
             os.unlink(destination)  # killed between link and unlink: the original is back already
             return UndoOutcome.REVERTED, ""
-        return UndoOutcome.LEFT_IN_PLACE, f"{source} exists with other content; left the moved file at {destination}"
+        return UndoOutcome.FAILED, f"{source} exists with other content; left the moved file at {destination}"
+    folder = os.path.dirname(source)
+    verdicts = {} if folder_verdicts is None else folder_verdicts
+    if folder not in verdicts:
+        verdicts[folder] = restore_folder_problem(folder, getattr(row, "source_folder", ""))
+    if verdicts[folder] is not None:
+        return UndoOutcome.FAILED, f"{verdicts[folder]}; the original stays at {destination}"
     move_file(destination, Path(source), row.content_hash)
     return UndoOutcome.REVERTED, ""
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b) and not os.path.islink(a) and not os.path.islink(b)
+    except OSError:
+        return False

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neural_sorter.file_manifest import content_hash
+from neural_sorter.inventory import content_hash
 from neural_sorter.reorganize import execute_plan, new_run_id, plan_reorganization
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from filelock import FileLock
 
-from neural_sorter.file_manifest import content_hash
+from neural_sorter.inventory import content_hash
 from neural_sorter.reorganize import (
     LOCK_NAME,
     MANIFEST_FIELDS,
