@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Iterator
@@ -16,10 +17,15 @@ from pathlib import Path
 
 from upath import UPath
 
-from neural_sorter.store import Store
+from neural_sorter.store import Store, set_aside
+
+log = logging.getLogger(__name__)
 
 PARTITIONS_NAME = "source_dirs"
-_SLUG_MAX = 24
+_SLUG_MAX = 16
+# 64 bits of the path's hash: two folders with the same name collide with odds ~ n^2 / 2^65, far below any
+# real library (32 bits collided after ~41k paths), and the registry refuses a collision anyway.
+_DIGEST_HEX = 16
 
 
 def normalise_path(value: str | os.PathLike[str]) -> str:
@@ -33,7 +39,7 @@ def partition_key_for(path: str | os.PathLike[str]) -> str:
     absolute = normalise_path(path)
     slug = re.sub(r"[^a-z0-9]+", "-", os.path.basename(absolute.rstrip(os.sep)).lower()).strip("-")
     slug = slug[:_SLUG_MAX].strip("-") or "root"
-    digest = hashlib.sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    digest = hashlib.sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:_DIGEST_HEX]
     return f"{slug}-{digest}"
 
 
@@ -41,6 +47,10 @@ def default_output_dir(source: str | os.PathLike[str]) -> str:
     """Where a source's sorted tree goes when no output folder was ever given: ``<name>-sorted`` beside it."""
     folder = Path(normalise_path(source))
     return str(folder.with_name(f"{folder.name or 'root'}-sorted"))
+
+
+class SourceKeyCollision(ValueError):
+    """Two folders would share one partition key."""
 
 
 class UnknownSourceError(KeyError):
@@ -65,7 +75,16 @@ class SourceRegistry:
         """{key: {"path": folder, "output_dir": folder or absent}}; older stores held {key: folder}."""
         if not self._file.exists():
             return {}
-        raw = json.loads(self._file.read_text())
+        try:
+            raw = json.loads(self._file.read_text())
+            if not isinstance(raw, dict):
+                raise ValueError("not a mapping")
+        except (ValueError, UnicodeDecodeError) as exc:
+            # A power cut can leave it empty or half-written: set it aside (never lose it) and start afresh;
+            # folders register again on their next sort.
+            aside = set_aside(self._file)
+            log.warning("source registry %s was unreadable (%s); moved to %s and rebuilt", self._file, exc, aside)
+            return {}
         return {k: v if isinstance(v, dict) else {"path": v} for k, v in raw.items()}
 
     def _write(self, entries: dict[str, dict[str, str]]) -> None:
@@ -75,12 +94,24 @@ class SourceRegistry:
         tmp.write_text(json.dumps(entries, indent=2, sort_keys=True))
         tmp.rename(self._file)
 
+    def key_for(self, path: str | os.PathLike[str]) -> str:
+        """The key a folder is registered under (older stores used shorter keys), else its new key."""
+        absolute = normalise_path(path)
+        for key, record in self._read().items():
+            if record.get("path") == absolute:
+                return key
+        return partition_key_for(absolute)
+
     def add(self, path: str | os.PathLike[str], output_dir: str | os.PathLike[str] | None = None) -> str:
         """Registers a folder (idempotent); ``output_dir`` is remembered so UI, sensor and schedule runs of the
-        partition write where the first sort did. An earlier output folder is kept when none is given."""
+        partition write where the first sort did. An earlier output folder is kept when none is given. A key
+        bound to another folder is refused: sharing a partition would retire one folder's sorted tree."""
         absolute = normalise_path(path)
-        key = partition_key_for(absolute)
+        key = self.key_for(absolute)
         entries = self._read()
+        bound = entries.get(key, {}).get("path")
+        if bound not in (None, absolute):
+            raise SourceKeyCollision(f"partition key {key} already belongs to {bound}; cannot register {absolute}")
         record = {**entries.get(key, {}), "path": absolute}
         if output_dir:
             record["output_dir"] = normalise_path(output_dir)

@@ -9,8 +9,10 @@ and the benchmarks all go through this one class, so the layout is stated once.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterator
 from functools import cached_property
@@ -25,6 +27,8 @@ from neural_sorter.tables import DECODED_FRAMES
 
 if TYPE_CHECKING:
     from neural_sorter.sources import SourceRegistry
+
+log = logging.getLogger(__name__)
 
 EXTENSION = ".parquet"
 COMPRESSION = "zstd"
@@ -88,7 +92,16 @@ class Store:
         path = self.path(asset, key)
         if not path.exists():
             return None
-        return self.read_path(path, columns, filters)
+        try:
+            return self.read_path(path, columns, filters)
+        except (pa.ArrowInvalid, OSError) as exc:
+            if not path.exists():
+                return None
+            # Truncated or zero-length after a power cut: set it aside, named in the log, and let the stage
+            # rebuild it, rather than failing every run of the partition.
+            aside = set_aside(path)
+            log.warning("stored %s of %s was unreadable (%s); moved to %s and rebuilt", asset, key, exc, aside)
+            return None
 
     @staticmethod
     def read_path(path: UPath, columns: list[str] | None = None, filters: list | None = None) -> pd.DataFrame:
@@ -185,6 +198,14 @@ class Store:
         from neural_sorter.sources import SourceRegistry
 
         return SourceRegistry(self)
+
+
+def set_aside(path: UPath) -> UPath:
+    """Renames a damaged state file to ``<name>.damaged-<time>`` beside it, so it is kept for a person to look
+    at and no longer read."""
+    aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}")
+    path.rename(aside)
+    return aside
 
 
 def _fsync_dir(folder: str) -> None:

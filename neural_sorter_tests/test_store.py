@@ -90,3 +90,17 @@ def test_missing_columns_are_left_out(tmp_path: Path) -> None:
     store = Store(tmp_path)
     store.write("clusters", "k", pd.DataFrame({"a": [1]}))
     assert list(store.read("clusters", "k", columns=["a", "not_there"]).columns) == ["a"]
+
+
+@pytest.mark.parametrize("damage", [b"", b"PAR1 truncated", b"\x00" * 64])
+def test_damaged_table_is_set_aside_named_and_rebuilt(tmp_path: Path, damage: bytes, caplog) -> None:
+    store = Store(tmp_path)
+    store.write("clusters", "k", pd.DataFrame({"a": [1]}))
+    store.path("clusters", "k").write_bytes(damage)  # what a power cut can leave
+    with caplog.at_level("WARNING"):
+        assert store.read("clusters", "k") is None  # the stage then rebuilds it from scratch
+    kept = [p.name for p in (tmp_path / "clusters").iterdir()]
+    assert len(kept) == 1 and kept[0].startswith("k.parquet.damaged-")
+    assert "clusters" in caplog.text and "damaged" in caplog.text
+    store.write("clusters", "k", pd.DataFrame({"a": [2]}))
+    assert store.read("clusters", "k")["a"].tolist() == [2]
