@@ -45,6 +45,16 @@ SORT_OPTIONS = (
     "recluster",
     "seed",
 )
+# Where the steps run (README "Scaling out"); declared in settings.ExecutorOptions, run config built there.
+EXECUTOR_OPTIONS = (
+    "executor",
+    "celery_broker",
+    "celery_backend",
+    "celery_queue",
+    "embedding_queue",
+    "files_queue",
+    "queue_timeout",
+)
 
 
 def add_option_flags(parser: argparse.ArgumentParser, model, names) -> None:
@@ -140,7 +150,9 @@ def cmd_sort(args: argparse.Namespace) -> int:
     from neural_sorter.sources import PARTITIONS_NAME
 
     try:
-        config = settings.load_config(args.config).updated(**_option_values(args))
+        config = settings.load_config(args.config).updated(
+            **_option_values(args), **{name: getattr(args, name) for name in EXECUTOR_OPTIONS}
+        )
     except settings.ConfigError as exc:
         return _fail(str(exc), 2)
     sources = [Path(settings.normalise_path(s)) for s in (args.sources or config.sources)]
@@ -172,8 +184,11 @@ def cmd_sort(args: argparse.Namespace) -> int:
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
         if not args.json:
             print(f"sorting {source} (partition {key}) -> {out}/{key}", file=sys.stderr)
-        run_config = _sort_run_config(args, out, str(store.root))
-        failure, run_id = _run_sort(instance, run_config, key, args.verbose)
+        if config.executor == "celery":
+            failure, run_id = _run_celery_sort(instance, config, args, key, out, str(store.root))
+        else:
+            run_config = _sort_run_config(args, out, str(store.root))
+            failure, run_id = _run_sort(instance, run_config, key, args.verbose)
         if failure is not None:
             status = 1
             print(f"neural-sorter: error: {source}: {failure} (run {run_id})", file=sys.stderr)
@@ -293,6 +308,45 @@ def cmd_sources(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_celery_sort(instance, config, args, key: str, out: Path, store: str) -> tuple[str | None, str]:
+    """Runs the Celery job: every step on a worker, with the store, OUT and every option in the run config."""
+    import dagster as dg
+
+    from neural_sorter.defs import distributed
+
+    level = "DEBUG" if args.verbose else "CRITICAL"
+    run_config = distributed.celery_run_config(
+        config, store, str(out), force=args.force, retrain=args.retrain, log_level=level
+    )
+    with (
+        contextlib.redirect_stdout(sys.stderr),
+        dg.execute_job(
+            dg.reconstructable(distributed.sort_source_celery_job_def),
+            instance=instance,
+            run_config=run_config,
+            tags={"dagster/partition": key},
+        ) as result,
+    ):
+        if result.success:
+            return None, result.run_id
+        failure = _first_failure(result)
+        return (distributed.run_failure(result) or failure if failure == "run failed" else failure), result.run_id
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from neural_sorter.defs import distributed
+
+    try:
+        options = settings.load_config(args.config).updated(
+            celery_broker=args.celery_broker, celery_backend=args.celery_backend
+        )
+    except settings.ConfigError as exc:
+        return _fail(str(exc), 2)
+    queues = args.queue or [options.celery_queue]
+    distributed.run_worker(options, queues, name=args.name, concurrency=args.concurrency, loglevel=args.loglevel)
+    return 0
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     if args.home:
         os.environ["NEURAL_SORTER_HOME"] = str(Path(args.home).expanduser().resolve())
@@ -331,6 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
     sources.add_argument("action", choices=["add", "list", "remove"])
     sources.add_argument("paths", nargs="*", metavar="PATH_OR_KEY")
     sources.set_defaults(func=cmd_sources)
+
+    add_option_flags(sort, settings.ExecutorOptions, EXECUTOR_OPTIONS)
+
+    worker = sub.add_parser("worker", help="run a Celery worker for the pipeline's steps (README 'Scaling out')")
+    worker.add_argument(
+        "--queue", "-q", type=_comma_list, metavar="A,B", help="queues to consume (default: celery_queue, 'dagster')"
+    )
+    worker.add_argument("--name", "-n", help="worker name (default: neural-sorter-<queues>)")
+    worker.add_argument("--concurrency", type=int, default=1, help="steps run at once (default 1)")
+    worker.add_argument("--loglevel", default="INFO")
+    add_option_flags(worker, settings.ExecutorOptions, ("celery_broker", "celery_backend"))
+    worker.set_defaults(func=cmd_worker)
 
     view = sub.add_parser("view", help="open the 3D viewer")
     view.add_argument("--home", help="neural-sorter home (default $NEURAL_SORTER_HOME)")

@@ -12,6 +12,7 @@ from neural_sorter.defs.assets.reorganized_tree import reorganized_tree
 from neural_sorter.defs.assets.trained_autoencoder import trained_autoencoder
 from neural_sorter.defs.automation import resort_schedule, source_directory_sensor
 from neural_sorter.defs.checks import ALL_CHECKS
+from neural_sorter.defs.distributed import sort_source_celery_job
 from neural_sorter.defs.io_manager import ParquetIOManagerFactory
 from neural_sorter.defs.jobs import register_source, sort_after_register, sort_source_job
 from neural_sorter.defs.resources import SorterResource
@@ -27,11 +28,11 @@ ALL_ASSETS = [
     reorganized_tree,
 ]
 
-sorter = SorterResource()
+sorter = SorterResource.configure_at_launch()  # one resource: its run config reaches the IO manager too
 defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
-    jobs=[sort_source_job, register_source],
+    jobs=[sort_source_job, sort_source_celery_job, register_source],
     sensors=[source_directory_sensor, sort_after_register],
     schedules=[resort_schedule],
     resources={"sorter": sorter, "io_manager": ParquetIOManagerFactory(sorter=sorter)},

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -64,7 +64,42 @@ class SourceOptions(BaseModel):
         return normalise_path(value) if value else value
 
 
-class SorterConfig(SourceOptions, EmbeddingOptions, FrameOptions, ClusterOptions, ProjectionOptions, ReorganizeOptions):
+class ExecutorOptions(BaseModel):
+    """Where a run's steps execute: this process, or Celery workers (README "Scaling out")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    executor: Literal["in_process", "celery"] = Field(
+        "in_process",
+        description="in_process: every step in this process. celery: each step on a Celery worker "
+        "(needs neural-sorter[distributed], a broker, a shared store, `neural-sorter worker`s).",
+    )
+    celery_broker: str = Field("redis://127.0.0.1:6379/0", description="Celery broker URL.")
+    celery_backend: str = Field("redis://127.0.0.1:6379/1", description="Celery result backend URL.")
+    celery_queue: str = Field("dagster", description="The ordinary Celery queue: every step not routed elsewhere.")
+    embedding_queue: str | None = Field(
+        None, description="Celery queue of the embeddings step (e.g. one a GPU worker serves); unset: the ordinary one."
+    )
+    files_queue: str | None = Field(
+        None,
+        description="Celery queue of the steps that read the source folders or write OUT (file_manifest, "
+        "decoded_frames, reorganized_tree), served where those folders are mounted; unset: the ordinary one.",
+    )
+    queue_timeout: int = Field(
+        120, description="Seconds a step may wait for a worker; a queue no worker serves then fails the run."
+    )
+    embedding_gpus: int = Field(1, description="GPUs the embeddings step's pod requests on Kubernetes.")
+
+
+class SorterConfig(
+    SourceOptions,
+    EmbeddingOptions,
+    FrameOptions,
+    ClusterOptions,
+    ProjectionOptions,
+    ReorganizeOptions,
+    ExecutorOptions,
+):
     """Every option a user can set, composed from the options each stage declares beside its code; the
     YAML file is flat (one key per option) with the autoencoder's training options nested under it."""
 
@@ -106,8 +141,18 @@ def home_dir() -> Path:
     return Path(os.environ.get("NEURAL_SORTER_HOME", "~/.neural-sorter")).expanduser().resolve()
 
 
+# Set by `neural-sorter worker`: a worker takes the store root and the options from the run config only.
+WORKER_ENV = "NEURAL_SORTER_WORKER"
+
+
 def store_root() -> str:
     """Root of the asset store: a local folder or any fsspec URL such as ``s3://bucket/prefix``."""
+    if os.environ.get(WORKER_ENV):
+        raise ConfigError(
+            "this Celery worker got a run without a store root: a worker never falls back to its own "
+            "NEURAL_SORTER_STORE or home; put resources.sorter.config.store in the run config "
+            "(`neural-sorter sort --executor celery` does)"
+        )
     return os.environ.get("NEURAL_SORTER_STORE", str(home_dir() / "store"))
 
 
@@ -116,6 +161,8 @@ def dagster_home() -> Path:
 
 
 def config_path() -> Path | None:
+    if os.environ.get(WORKER_ENV):
+        return None  # a worker's own config file must not change a run: its options are in the run config
     value = os.environ.get("NEURAL_SORTER_CONFIG")
     return Path(value).expanduser() if value else None
 

@@ -1,8 +1,6 @@
 """Parquet storage of every asset through ``Store``; its root is the ``sorter`` resource's, so reads and
 writes can never be split across two stores."""
 
-from __future__ import annotations
-
 import dagster as dg
 import pandas as pd
 from upath import UPath
@@ -34,7 +32,10 @@ class ParquetIOManager(dg.UPathIOManager):
 
 
 class ParquetIOManagerFactory(dg.ConfigurableIOManagerFactory):
-    sorter: SorterResource
+    # A dependency on the top-level ``sorter`` resource, not a copy of it: the store root a run config sets
+    # (e.g. a Celery run's) must reach the IO manager too, or outputs land in each process's default store.
+    # (Dagster reads this annotation at class creation: no ``from __future__ import annotations`` here.)
+    sorter: dg.ResourceDependency[SorterResource]
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ParquetIOManager:
         return ParquetIOManager(self.sorter.store_root())
