@@ -36,6 +36,7 @@ SORT_OPTIONS = (
     "clip_model",
     "categories",
     "precision",
+    "runtime",
     "method",
     "k",
     "projection",

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import itertools
 import logging
+import os
 import queue
 import threading
 import time
@@ -39,7 +40,13 @@ from neural_sorter.decoding.frames import (
 from neural_sorter.decoding.images import decode_jpeg
 from neural_sorter.inventory import source_path
 from neural_sorter.models import efficientnet
-from neural_sorter.models.clip import ClipUnavailable, LoadedClip, load_clip, zero_shot_probabilities
+from neural_sorter.models.clip import (
+    ClipUnavailable,
+    LoadedClip,
+    VisionFeatures,
+    load_clip,
+    zero_shot_probabilities,
+)
 from neural_sorter.models.efficientnet import EfficientNetUnavailable
 from neural_sorter.models.preprocess import resize_center_crop
 
@@ -66,7 +73,11 @@ class BackendUnavailable(RuntimeError):
 
 @dataclass
 class Encoder:
-    """A backend reduced to what the embedding loop needs."""
+    """A backend reduced to what the embedding loop needs.
+
+    ``forward`` may load its model on first call (``LazyForward``): building an encoder is cheap, so a run
+    whose files all have reusable vectors never loads, exports or compiles a model.
+    """
 
     backend: str
     model_id: str
@@ -74,10 +85,33 @@ class Encoder:
     forward: Callable[[torch.Tensor], torch.Tensor]
     device: torch.device
     clip: LoadedClip | None = None
+    runtime: str = "torch"
+    precision: str = "fp32"
+
+
+class LazyForward:
+    """A forward function built by ``build()`` on its first call (once, thread-safe)."""
+
+    def __init__(self, build: Callable[[], Callable[[torch.Tensor], torch.Tensor]]) -> None:
+        self._build = build
+        self._forward: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._forward is not None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        if self._forward is None:
+            with self._lock:
+                if self._forward is None:
+                    self._forward = self._build()
+        return self._forward(batch)
 
 
 def resolve_backend(requested: str, clip_model_id: str, device: torch.device) -> tuple[str, list[str]]:
-    """The backend to use and why: ``auto`` means clip if its weights load, else cnn, else autoencoder."""
+    """The backend to use and why: ``auto`` means clip if its weights load, else cnn, else autoencoder.
+    The cnn's availability is checked without loading its weights."""
     notes: list[str] = []
     if requested != "auto":
         return requested, notes
@@ -87,7 +121,7 @@ def resolve_backend(requested: str, clip_model_id: str, device: torch.device) ->
     except ClipUnavailable as exc:
         notes.append(f"clip unavailable: {exc}")
     try:
-        efficientnet.load_efficientnet(str(device))
+        efficientnet.check_available()
         return "cnn", notes
     except EfficientNetUnavailable as exc:
         notes.append(f"cnn unavailable: {exc}")
@@ -95,15 +129,80 @@ def resolve_backend(requested: str, clip_model_id: str, device: torch.device) ->
 
 
 # Numeric precisions the encoders offer. ``int8`` is dynamic quantization of CLIP's linear layers (weights
-# int8, activations quantized per batch), CPU only: faster than fp32 on CPU with vectors at cosine >= 0.99
-# to fp32 (bench/throughput.py). bf16 autocast is not offered: without AVX512-BF16/AMX it is several times
-# slower than fp32 on CPU (measured ~10x on an AVX2 EPYC).
-PRECISIONS = ("fp32", "int8")
+# int8, activations quantized per batch), torch on CPU only: faster than fp32 on CPU with vectors at cosine
+# >= 0.99 to fp32 (bench/throughput.py). ``bf16`` is OpenVINO's bf16 inference, offered only where the CPU
+# runs it natively (AVX512-BF16 or AMX): about twice fp32's speed, vectors at a lower cosine to fp32
+# (bench/README.md has the figures per model); elsewhere it falls back to fp32, with a note.
+PRECISIONS = ("fp32", "int8", "bf16")
 
 
 def _check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+
+
+def plan_runtime(backend: str, precision: str, runtime: str, device: torch.device) -> tuple[str, str, list[str]]:
+    """(runtime, precision) an encoder actually uses for the requested ones, and notes on any change.
+
+    ``int8`` is torch's quantization of CLIP (so torch runs it); ``bf16`` needs OpenVINO on a CPU with native
+    bf16; the autoencoder always runs in torch. Everything else runs fp32 on the resolved runtime.
+    """
+    from neural_sorter import runtimes
+
+    _check_precision(precision)
+    notes: list[str] = []
+    if backend == "autoencoder":
+        return "torch", "fp32", notes
+    if precision == "int8":
+        if backend != "clip":
+            notes.append("precision int8 applies to CLIP only; the CNN runs in fp32")
+            precision = "fp32"
+        elif device.type != "cpu":
+            notes.append(f"int8 quantization runs on CPU only; CLIP stays fp32 on {device}")
+            precision = "fp32"
+        else:
+            if runtime not in ("auto", "torch"):
+                notes.append(f"precision int8 is torch's quantization; runtime {runtime} is not used")
+            return "torch", "int8", notes
+    resolved, more = runtimes.resolve_runtime(runtime, device.type)
+    notes += more
+    if precision == "bf16":
+        if runtime == "auto" and device.type == "cpu" and runtimes.installed("openvino"):
+            resolved = "openvino"
+        from neural_sorter.runtimes.sessions import openvino_bf16_native
+
+        if resolved != "openvino":
+            notes.append(f"precision bf16 needs the openvino runtime; {resolved} runs fp32")
+            precision = "fp32"
+        elif not openvino_bf16_native():
+            notes.append("this CPU has no native bf16 (AVX512-BF16/AMX); running fp32")
+            precision = "fp32"
+    return resolved, precision, notes
+
+
+def _basename(model_id: str) -> str:
+    return os.path.basename(os.path.normpath(os.path.expanduser(model_id)))
+
+
+def _model_id(base: str, precision: str) -> str:
+    """fp32 vectors agree across runtimes (cosine >= 0.99999) and share the id; other precisions say so."""
+    return base if precision == "fp32" else f"{base}+{precision}"
+
+
+def _runtime_forward(
+    runtime: str, precision: str, name: str, model_id: str, module: Callable[[], torch.nn.Module], size: int
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Exports ``module()`` (cached on disk under its fp32 ``model_id``: one file for every precision) and loads
+    it into ``runtime``: a torch-in, torch-out forward."""
+    from neural_sorter.runtimes.export import onnx_model
+    from neural_sorter.runtimes.sessions import load_session
+
+    session = load_session(runtime, onnx_model(name, model_id, module(), (3, size, size)), precision)
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session(batch.detach().cpu().numpy()))
+
+    return forward
 
 
 @functools.lru_cache(maxsize=2)
@@ -116,35 +215,61 @@ def _int8_clip(model_id: str, device: str) -> LoadedClip:
     return dataclasses.replace(clip, model=quantized.eval())
 
 
-def clip_encoder(model_id: str, device: torch.device, precision: str = "fp32") -> Encoder:
-    """CLIP image features; ``precision='int8'`` quantizes the linear layers (CPU only; elsewhere fp32 is used,
-    with a warning). The model id of a non-fp32 encoder says so, so its vectors are never mixed with fp32 ones."""
-    _check_precision(precision)
+def clip_encoder(model_id: str, device: torch.device, precision: str = "fp32", runtime: str = "torch") -> Encoder:
+    """CLIP image features. ``precision='int8'`` quantizes the linear layers (torch, CPU only); ``runtime``
+    runs the exported image tower in ONNX Runtime or OpenVINO (exported and compiled on the first batch).
+    The model id of a non-fp32 encoder says so, so its vectors are never mixed with fp32 ones."""
+    runtime, precision, notes = plan_runtime("clip", precision, runtime, device)
+    for note in notes:
+        log.warning(note)
     clip = load_clip(model_id, str(device))
-    model_id_used = f"{model_id}@{clip.revision}"
+    model_id_used = _model_id(f"{model_id}@{clip.revision}", precision)
     if precision == "int8":
-        if device.type != "cpu":
-            log.warning("int8 quantization runs on CPU only; CLIP stays fp32 on %s", device)
-        else:
-            clip = _int8_clip(model_id, str(device))
-            model_id_used += "+int8"
-    return Encoder("clip", model_id_used, clip.preprocess, clip.embed_images, device, clip)
+        clip = _int8_clip(model_id, str(device))
+        forward: Callable[[torch.Tensor], torch.Tensor] = clip.embed_images
+    elif runtime == "torch":
+        forward = clip.embed_images
+    else:
+        forward = LazyForward(
+            functools.partial(
+                _runtime_forward,
+                runtime,
+                precision,
+                f"clip-{_basename(model_id)}",
+                f"{_basename(model_id)}@{clip.revision}",  # a moved folder keeps its export
+                lambda: VisionFeatures(clip.model),
+                clip.image_size,
+            )
+        )
+    return Encoder("clip", model_id_used, clip.preprocess, forward, device, clip, runtime, precision)
 
 
-def cnn_encoder(device: torch.device, precision: str = "fp32") -> Encoder:
-    """EfficientNet-Lite0 features. ``precision='int8'`` has nothing to quantize here (dynamic quantization
-    covers linear layers and the features come from convolutions), so the CNN always runs in fp32."""
-    _check_precision(precision)
-    if precision != "fp32":
-        log.info("precision %s applies to CLIP only; the CNN runs in fp32", precision)
-    model = efficientnet.load_efficientnet(str(device))
-    return Encoder(
-        "cnn",
-        efficientnet.MODEL_ID,
-        efficientnet.preprocess,
-        lambda batch: efficientnet.embed_batch(model, batch),
-        device,
-    )
+def cnn_encoder(device: torch.device, precision: str = "fp32", runtime: str = "torch") -> Encoder:
+    """EfficientNet-Lite0 features, loaded on the first batch. int8 has nothing to quantize here (dynamic
+    quantization covers linear layers and the features come from convolutions), so it runs fp32; ``bf16``
+    runs in OpenVINO where the CPU has native bf16."""
+    runtime, precision, notes = plan_runtime("cnn", precision, runtime, device)
+    for note in notes:
+        log.info(note)
+    efficientnet.check_available()
+    model_id = _model_id(efficientnet.MODEL_ID, precision)
+    if runtime == "torch":
+
+        def build() -> Callable[[torch.Tensor], torch.Tensor]:
+            model = efficientnet.load_efficientnet(str(device))
+            return lambda batch: efficientnet.embed_batch(model, batch)
+
+    else:
+        build = functools.partial(
+            _runtime_forward,
+            runtime,
+            precision,
+            "efficientnet-lite0",
+            efficientnet.MODEL_ID,
+            lambda: efficientnet.FeatureExtractor(efficientnet.pretrained_folded()),
+            efficientnet.INPUT_SIZE,
+        )
+    return Encoder("cnn", model_id, efficientnet.preprocess, LazyForward(build), device, None, runtime, precision)
 
 
 def autoencoder_encoder(model: torch.nn.Module, model_id: str, device: torch.device) -> Encoder:
@@ -241,7 +366,10 @@ def build_embeddings(
     cache = _reusable_vectors(reuse, encoder)
     good, todo = _frames_to_embed(frames, cache)
     started = time.perf_counter()
-    stream = thumbnails(todo) if thumbnails is not None else todo["thumbnail"]
+    if not len(todo):  # nothing to embed: the store is not read and the model never loads
+        stream: Iterable[bytes] = []
+    else:
+        stream = thumbnails(todo) if thumbnails is not None else todo["thumbnail"]
     vectors = embed_thumbnails(stream, encoder, batch_size, workers, total=len(todo))
     seconds = time.perf_counter() - started
     return _embedding_table(good, todo, vectors, cache, encoder, categories, category_vectors, seconds)
@@ -460,15 +588,16 @@ def encoder_for(
     device: torch.device,
     autoencoder: tuple[torch.nn.Module, str] | None,
     precision: str = "fp32",
+    runtime: str = "torch",
 ) -> Encoder:
     """Builds the encoder of an already-resolved backend; a clear error when it cannot be had. ``precision``
-    (``fp32`` or ``int8``) applies to CLIP; the other backends always run in fp32."""
+    and ``runtime`` apply to CLIP and the CNN (``plan_runtime``); the autoencoder always runs fp32 in torch."""
     _check_precision(precision)
     try:
         if backend == "clip":
-            return clip_encoder(clip_model_id, device, precision)
+            return clip_encoder(clip_model_id, device, precision, runtime)
         if backend == "cnn":
-            return cnn_encoder(device, precision)
+            return cnn_encoder(device, precision, runtime)
     except (ClipUnavailable, EfficientNetUnavailable) as exc:
         raise BackendUnavailable(str(exc)) from None
     if backend == "autoencoder":

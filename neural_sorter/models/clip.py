@@ -47,6 +47,19 @@ class LoadedClip:
         return float(self.model.logit_scale.exp().item())
 
 
+class VisionFeatures(torch.nn.Module):
+    """CLIP's image tower and projection (``get_image_features``) as a module with one input and one output:
+    what is exported for other runtimes."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.vision_model = model.vision_model
+        self.visual_projection = model.visual_projection
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.visual_projection(self.vision_model(pixel_values=x).pooler_output)
+
+
 def _as_tensor(output: object) -> torch.Tensor:
     """transformers 5 returns a model output object where 4.x returned the pooled tensor."""
     if isinstance(output, torch.Tensor):

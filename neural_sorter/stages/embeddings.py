@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from neural_sorter.stages import StageError, StageReport
 
 Backend = Literal["auto", "clip", "cnn", "autoencoder"]
-Precision = Literal["fp32", "int8"]
+Precision = Literal["fp32", "int8", "bf16"]
+Runtime = Literal["auto", "torch", "onnxruntime", "openvino"]
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 
 
@@ -31,7 +32,13 @@ class EmbeddingOptions(BaseModel):
     batch_size: int = Field(32, ge=1, le=1024, description="Images per forward pass.")
     precision: Precision = Field(
         "fp32",
-        description="int8 quantizes CLIP's linear layers on CPU (faster, vectors at cosine >= 0.99 to fp32).",
+        description="int8 quantizes CLIP's linear layers on CPU (faster, vectors at cosine >= 0.99 to fp32); "
+        "bf16 runs OpenVINO in bf16 on CPUs with AVX512-BF16/AMX (about 2x, vectors at cosine ~0.99 to fp32).",
+    )
+    runtime: Runtime = Field(
+        "auto",
+        description="CPU inference runtime: auto (openvino, else onnxruntime, else torch; torch on GPUs), torch, "
+        "onnxruntime, openvino. The model is exported once and cached; fp32 vectors match torch's.",
     )
 
 
@@ -62,8 +69,12 @@ def build_embeddings(
 
     backend, notes = encoders.resolve_backend(options.backend, options.clip_model, device)
     notes = [*notes, f"backend: {backend} (requested {options.backend}) on {device}"]
+    if backend != "autoencoder":
+        notes += encoders.plan_runtime(backend, options.precision, options.runtime, device)[2]
     try:
-        encoder = encoders.encoder_for(backend, options.clip_model, device, autoencoder, options.precision)
+        encoder = encoders.encoder_for(
+            backend, options.clip_model, device, autoencoder, options.precision, options.runtime
+        )
     except encoders.BackendUnavailable as exc:
         raise StageError(str(exc)) from None
     categories, category_vectors = category_vectors_of(clip_model) if backend == "clip" else ([], None)
@@ -81,7 +92,9 @@ def build_embeddings(
         metadata={
             "backend": backend,
             "model_id": encoder.model_id,
-            "precision": options.precision,
+            "precision": encoder.precision,
+            "runtime": encoder.runtime,
+            "model_loaded": bool(getattr(encoder.forward, "loaded", True)),
             "device": str(device),
             "dimensions": len(table["vector"].iloc[0]) if len(table) else 0,
             **stats,
