@@ -102,6 +102,9 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         Column("duplicate_group", "string", "Content hash shared with other files, if any."),
         Column("method", "string", "The clustering method."),
         Column("settings", "string", "The clustering signature; a change re-clusters."),
+        Column(
+            "correction", "string", "Hand corrections that touched the file: rename, merge, move (comma-separated)."
+        ),
     ),
     PROJECTION_3D: (
         Column("relative_path", "string", "Path below the source folder."),

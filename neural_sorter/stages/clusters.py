@@ -15,6 +15,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from neural_sorter.clustering import DEFAULT_METHOD, METHODS
+from neural_sorter.corrections import COLUMN as CORRECTION
+from neural_sorter.corrections import apply_corrections
+from neural_sorter.corrections import describe as describe_correction
 from neural_sorter.stages import Markdown, StageReport
 
 ClusterMethod = Literal[METHODS]  # type: ignore[valid-type]
@@ -66,9 +69,11 @@ def build_clusters(
     categories: list[str],
     seed: int,
     first_thumbnails: Callable[[list[str]], dict[str, bytes]] | None = None,
+    corrections: list[dict] | None = None,
 ) -> tuple[pd.DataFrame, StageReport]:
     """Clusters from scratch or updates ``previous`` stably; ``first_thumbnails`` (paths -> one thumbnail
-    each) feeds the gallery in the report, and is skipped when None."""
+    each) feeds the gallery in the report, and is skipped when None. The hand ``corrections``
+    (``neural_sorter.corrections``) are applied last, every run, so they outlive re-sorts and re-clusters."""
     from neural_sorter.clustering import ClusterResult, cluster_embeddings, update_clusters
     from neural_sorter.encoders import vectors_of
 
@@ -105,6 +110,10 @@ def build_clusters(
             table["cluster_id"].to_numpy(), np.zeros((0, 0)), None, int(ids.nunique()), {"update": why}
         )
         incremental, note = True, f"stable clusters: {why}"
+        if previous is not None and CORRECTION in previous:  # which files hand corrections touched, kept
+            marks = previous.drop_duplicates("content_hash").set_index("content_hash")[CORRECTION]
+            table[CORRECTION] = table["content_hash"].map(marks)
+    table = apply_corrections(table, corrections or [], vectors=vectors)
     seconds = time.perf_counter() - started
     sizes = table.groupby("cluster_name").size().sort_values(ascending=False)
     report = StageReport(
@@ -119,9 +128,17 @@ def build_clusters(
             "duplicate_files": int(table["duplicate_group"].notna().sum()),
             "seconds": round(seconds, 3),
             "details": result.details,
+            "corrections": len(corrections or []),
+            "corrected_files": int(table[CORRECTION].notna().sum()),
         },
         notes=[note, f"{options.method}: {len(sizes)} clusters, silhouette {result.silhouette}"],
     )
+    if corrections:
+        lines = "\n".join(
+            f"{n}. {describe_correction(c)} ({c.get('created', '')})" for n, c in enumerate(corrections, 1)
+        )
+        report.metadata["corrections_applied"] = Markdown(lines)
+        report.notes.append(f"{len(corrections)} hand corrections applied")
     if first_thumbnails is not None:
         report.metadata["gallery"] = Markdown(_gallery(table, sizes, first_thumbnails))
     return table, report

@@ -3,6 +3,7 @@ import functools
 import dagster as dg
 import pandas as pd
 
+from neural_sorter.corrections import load_corrections
 from neural_sorter.decoding.frames import FRAME_INDEX_COLUMNS
 from neural_sorter.defs.config import config_class, set_values
 from neural_sorter.defs.metadata import column_schema, publish, stage_failures
@@ -28,7 +29,8 @@ def clusters(
     embeddings: pd.DataFrame,
     decoded_frames: pd.DataFrame,
 ) -> pd.DataFrame:
-    """A cluster, a folder name and a sortable hierarchical code per file; exact duplicates grouped."""
+    """A cluster, a folder name and a sortable hierarchical code per file; exact duplicates grouped; the hand
+    corrections of ``<store>/corrections/<partition>.json`` applied (listed in the metadata)."""
     key, store = context.partition_key, sorter.store_root()
     with stage_failures():
         options = sorter.options(key).updated(**set_values(config))
@@ -39,6 +41,7 @@ def clusters(
             categories=options.categories,
             seed=options.seed,
             first_thumbnails=first_thumbnail_reader(decoded_frames, functools.partial(store.iter_thumbnails, key)),
+            corrections=load_corrections(store, key),  # hand corrections from the viewer, re-applied every run
         )
     publish(context, report)
     return table
