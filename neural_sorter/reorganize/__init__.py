@@ -27,9 +27,11 @@ from neural_sorter.reorganize.actions import (
     state_dir,
 )
 from neural_sorter.reorganize.apply import ReorganizeReport, apply_action, execute_plan
+from neural_sorter.reorganize.fs import UnsafePathError
 from neural_sorter.reorganize.guard import OutputBusyError, OutputDirError, check_output_dir, output_lock
 from neural_sorter.reorganize.manifest import (
     MANIFEST_FIELDS,
+    ManifestError,
     current_placements,
     history_files,
     read_manifest,
@@ -48,11 +50,13 @@ __all__ = [
     "STATE_DIR",
     "Action",
     "ActionKind",
+    "ManifestError",
     "OutputBusyError",
     "OutputDirError",
     "ReorganizeReport",
     "UndoOutcome",
     "UndoReport",
+    "UnsafePathError",
     "apply_action",
     "check_output_dir",
     "current_placements",

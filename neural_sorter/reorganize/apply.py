@@ -159,11 +159,11 @@ def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = 
     unfinished, so the next run adopts it and one ``undo`` reverts both.
     """
     folder = state_dir(out)
+    _check_state_dir(out)
     if dry_run:
         manifest = folder / DRY_RUN_NAME
         write_manifest(manifest, actions)
         return ReorganizeReport(run_id, str(manifest), _count(actions))
-    _check_state_dir(out)
     partition = actions[0].partition if actions else "empty"
     remove_stale_temporaries(out / partition)
     moved_from = {os.path.dirname(a.source) for a in actions if a.action == ActionKind.MOVE}

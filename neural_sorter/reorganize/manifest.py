@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neural_sorter.reorganize.actions import HOLDING_ACTIONS, Action, state_dir
+from neural_sorter.reorganize.actions import HOLDING_ACTIONS, Action, ActionKind, state_dir
 from neural_sorter.reorganize.fs import fsync_dir
 
 MANIFEST_FIELDS = [
@@ -43,6 +43,7 @@ MANIFEST_FIELDS = [
     "source_folder",
 ]
 HISTORY_DIR = "history"
+_KINDS = frozenset(str(kind) for kind in ActionKind)
 COMPLETE = "complete"
 _SEQUENCE_DIGITS = 6
 
@@ -180,9 +181,36 @@ def write_manifest(path: Path, actions: list[Action], source_folders: dict[str, 
     fsync_dir(path.parent)
 
 
+class ManifestError(ValueError):
+    """A record this tool cannot trust: the message names the file and line, fit for one line of output."""
+
+
 def read_manifest(path: Path) -> pd.DataFrame:
-    # Paths that are not valid UTF-8 were written with surrogateescape; read them back the same way.
-    table = pd.read_csv(path, dtype=object, keep_default_na=False, encoding_errors="surrogateescape")
+    """Every row of a record as strings, checked line by line.
+
+    Read with the ``csv`` module rather than ``pandas.read_csv``, which accepts a row with extra fields by
+    silently turning the first ones into an index: a damaged record must be named, never half-understood.
+    Paths that are not valid UTF-8 were written with surrogateescape and are read back the same way.
+    """
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None or "action" not in header or "destination" not in header:
+                raise ManifestError(f"{path}, line 1: not a neural-sorter manifest (header {header!r})")
+            rows = []
+            for row in reader:
+                if len(row) != len(header):
+                    raise ManifestError(
+                        f"{path}, line {reader.line_num}: {len(row)} fields where the header has {len(header)}"
+                    )
+                action = row[header.index("action")]
+                if action not in _KINDS:
+                    raise ManifestError(f"{path}, line {reader.line_num}: unknown action {action!r}")
+                rows.append(row)
+        except csv.Error as exc:
+            raise ManifestError(f"{path}, line {reader.line_num}: {exc}") from None
+    table = pd.DataFrame(rows, columns=header, dtype=object)
     for column in MANIFEST_FIELDS:
         if column not in table.columns:  # written by an older version
             table[column] = ""
@@ -192,6 +220,9 @@ def read_manifest(path: Path) -> pd.DataFrame:
 def latest_record(out: Path, partition: str) -> tuple[Path, pd.DataFrame] | None:
     """The newest record with rows for ``partition``, and those rows."""
     for path in reversed(history_files(out)):
+        named = key_of(path).split("-", 2)
+        if len(named) == 3 and named[2] != partition:
+            continue  # another source's record: not even read, so damage there cannot stop this one
         table = read_manifest(path)
         mine = table[table["partition"] == partition]
         if len(mine):

@@ -21,15 +21,18 @@ import pytest
 
 from neural_sorter.reorganize import (
     ActionKind,
+    ManifestError,
     OutputDirError,
     UndoOutcome,
     check_output_dir,
     history_files,
+    new_run_id,
     output_lock,
+    plan_reorganization,
     undo_last,
 )
 from neural_sorter.reorganize import apply as apply_module
-from neural_sorter_tests.reorganize.test_reorganize import ASSIGN, FILES, make_source, sort_once, tree
+from neural_sorter_tests.reorganize.test_reorganize import ASSIGN, FILES, clusters_for, make_source, sort_once, tree
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_USER = "ns-test-user"
@@ -374,3 +377,46 @@ def test_records_and_trash_are_readable_by_their_owner_only(tmp_path):
 def test_undo_outcomes_and_action_kinds_are_enums():
     assert UndoOutcome.FAILED == "failed" and f"{UndoOutcome.MISSING}" == "missing"
     assert ActionKind.REMOVE == "remove" and str(ActionKind.REMOVE) == "remove"
+
+
+# ------------------------------------------------------------------ partial work and damaged records
+
+
+def test_a_file_retried_after_a_failed_placement_keeps_its_own_name(tmp_path, monkeypatch):
+    src, out = make_source(tmp_path / "src", FILES), tmp_path / "out"
+    real_hash = apply_module.hash_matches
+    # c.png "changes" between inventory and placement, so its copy fails this time.
+    monkeypatch.setattr(
+        apply_module, "hash_matches", lambda path, digest: not path.endswith("c.png") and real_hash(path, digest)
+    )
+    _, report = sort_once(src, out, ASSIGN)
+    monkeypatch.undo()
+    assert [Path(source).name for source, _ in report.failures] == ["c.png"]
+    actions, report = sort_once(src, out, ASSIGN)
+    assert not report.failures
+    assert [Path(a.destination).name for a in actions if a.action == ActionKind.COPY] == ["c.png"]
+    assert sorted(tree(out)) == ["p/cats/a (2).jpg", "p/cats/a.jpg", "p/cats/c.png", "p/dogs/b.jpg"]
+
+
+def test_undo_removes_temporaries_a_killed_restore_left_in_the_source_folder(tmp_path):
+    src, out = make_source(tmp_path / "src", {"sub/a.jpg": b"aaa"}), tmp_path / "out"
+    sort_once(src, out, {"sub/a.jpg": "c"}, mode="move")
+    (src / "sub" / ".ns-tmp-0123456789ab").write_bytes(b"half a restore")
+    assert undo_last(out).complete
+    assert contents(src) == {"sub/a.jpg": b"aaa"}
+
+
+def test_a_garbled_record_is_named_with_its_line_and_other_sources_still_plan(tmp_path):
+    src, out = make_source(tmp_path / "src", FILES), tmp_path / "out"
+    sort_once(src, out, ASSIGN)
+    record = history_files(out)[-1]
+    lines = record.read_text().splitlines(keepends=True)
+    record.write_text("".join([*lines[:2], "/x,/y,h,c,teleport,p,r,,\n", *lines[2:]]))
+    with pytest.raises(ManifestError, match=rf"{record.name}, line 3: unknown action 'teleport'"):
+        undo_last(out)
+    record.write_text("".join([*lines[:2], "/x,/y\n", *lines[2:]]))
+    with pytest.raises(ManifestError, match=r"line 3: 2 fields where the header has 9"):
+        undo_last(out)
+    run_id = new_run_id()
+    other = plan_reorganization(clusters_for(src, {"a.jpg": "x"}), out, "q", "copy", False, run_id)
+    assert [a.action for a in other] == [ActionKind.COPY]
