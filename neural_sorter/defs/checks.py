@@ -2,21 +2,29 @@
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 
 from neural_sorter.decoding.frames import FRAME_INDEX_COLUMNS
 from neural_sorter.defs.assets.embeddings import embeddings
 from neural_sorter.defs.assets.reorganized_tree import reorganized_tree
-from neural_sorter.tables import DECODED_FRAMES
+from neural_sorter.defs.partitions import source_dirs
+from neural_sorter.defs.resources import SorterResource
+from neural_sorter.tables import DECODED_FRAMES, EMBEDDINGS, REORGANIZED_TREE
 
 
 @dg.asset_check(
     asset=embeddings,
-    additional_ins={"decoded_frames": dg.AssetIn(DECODED_FRAMES, metadata={"columns": FRAME_INDEX_COLUMNS})},
     description="Every decoded file has exactly one embedding, and every vector has unit length.",
     blocking=True,
+    partitions_def=source_dirs,  # checked per source folder, reading that partition only
 )
-def one_unit_vector_per_decoded_file(embeddings: pd.DataFrame, decoded_frames: pd.DataFrame) -> dg.AssetCheckResult:
+def one_unit_vector_per_decoded_file(
+    context: dg.AssetCheckExecutionContext, sorter: SorterResource
+) -> dg.AssetCheckResult:
+    # Both tables are read from the store for the run's partition: the inputs of a check on a partitioned
+    # asset load *every* partition (a dict), which failed every run once a second source was registered.
+    key, store = context.op_execution_context.partition_key, sorter.store_root()
+    embeddings = store.read(EMBEDDINGS, key, columns=["relative_path", "vector"])
+    decoded_frames = store.read(DECODED_FRAMES, key, columns=FRAME_INDEX_COLUMNS)
     decoded = set(decoded_frames.loc[decoded_frames["error"].isna(), "relative_path"])
     embedded = embeddings["relative_path"]
     missing = sorted(decoded - set(embedded))
@@ -39,8 +47,10 @@ def one_unit_vector_per_decoded_file(embeddings: pd.DataFrame, decoded_frames: p
     asset=reorganized_tree,
     description="Every placed file is recorded once, with its content hash, at a destination of its own.",
     blocking=True,
+    partitions_def=source_dirs,
 )
-def every_file_placed_once(reorganized_tree: pd.DataFrame) -> dg.AssetCheckResult:
+def every_file_placed_once(context: dg.AssetCheckExecutionContext, sorter: SorterResource) -> dg.AssetCheckResult:
+    reorganized_tree = sorter.store_root().read(REORGANIZED_TREE, context.op_execution_context.partition_key)
     holding = reorganized_tree[~reorganized_tree["action"].isin(["trash", "failed"])]
     holding = holding[holding["error"].isna()] if "error" in holding else holding
     repeated_sources = int(holding["source"].duplicated().sum())
