@@ -20,6 +20,8 @@ MARKED_3D = "marked-3d"  # what the highlight traces of the 3D map show
 MARKED_2D = "marked-2d"
 BUILT_GALLERY = "built-gallery"
 GALLERY_LIMITS = "gallery-limits"
+PICKED = "picked"  # relative paths picked (gallery or map clicks) for a move
+CORR_SEEN = "corr-seen"  # the state of the last re-sort the page reported
 POLL = "poll"
 DOWNLOAD = "download"
 
@@ -39,6 +41,21 @@ TEXT_SEARCH = "text-search"
 SEARCH_MESSAGE = "search-message"
 LASSO_SUMMARY = "lasso-summary"
 DOWNLOAD_SELECTION = "download-selection"
+
+# ---- sidebar: hand corrections
+CORR_CLUSTER = "corr-cluster"  # cluster to rename
+CORR_NAME = "corr-name"
+CORR_RENAME = "corr-rename"
+CORR_MERGE_FROM = "corr-merge-from"
+CORR_MERGE_INTO = "corr-merge-into"
+CORR_MERGE = "corr-merge"
+CORR_MOVE_TO = "corr-move-to"
+CORR_MOVE_NEW = "corr-move-new"  # or a new cluster of this name
+CORR_MOVE = "corr-move"
+CORR_MESSAGE = "corr-message"
+CORR_LIST = "corr-list"
+CORR_APPLY = "corr-apply"
+CORR_STATUS = "corr-status"
 
 # ---- centre: the maps, the gallery and the results
 VIEW = "view"  # 3d | 2d | gallery
@@ -61,10 +78,12 @@ DETAIL = "detail"
 DETAIL_NAME = "detail-name"
 DETAIL_PATH = "detail-path"
 MORE_LIKE_THIS = "more-like-this"
+PICK = "pick"  # add / remove the selected file to the files to move
 
 # ---- pattern-matching ids of components made by callbacks
 THUMB = "thumb"  # {"type": THUMB, "where": ..., "idx": point id}
 GALLERY_MORE = "gallery-more"  # {"type": GALLERY_MORE, "group": group key}
+CORR_REMOVE = "corr-remove"  # {"type": CORR_REMOVE, "id": correction id}
 
 
 def thumb(where: str, idx: int) -> dict[str, Any]:
@@ -73,3 +92,7 @@ def thumb(where: str, idx: int) -> dict[str, Any]:
 
 def gallery_more(group: str) -> dict[str, Any]:
     return {"type": GALLERY_MORE, "group": group}
+
+
+def corr_remove(correction_id: str) -> dict[str, Any]:
+    return {"type": CORR_REMOVE, "id": str(correction_id)}

@@ -54,6 +54,56 @@ def color_options(data: PartitionData | None) -> list[dict[str, Any]]:
     ]
 
 
+def correction_targets(cluster_opts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Clusters a correction can name: every cluster but the unsorted files."""
+    return [o for o in cluster_opts if int(o["value"]) >= 0]
+
+
+def corrections_section(cluster_opts: list[dict[str, Any]], rows: list[dict[str, Any]] | None = None) -> html.Div:
+    """Rename, merge, move the selection, the list of corrections and the Apply button."""
+    named = correction_targets(cluster_opts)
+    return _section(
+        "Hand corrections",
+        html.Div("Rename a cluster", className="sub-label"),
+        dcc.Dropdown(id=ids.CORR_CLUSTER, options=named, placeholder="Cluster", className="field"),
+        html.Div(
+            [
+                dcc.Input(id=ids.CORR_NAME, type="text", placeholder="New name", className="input grow"),
+                html.Button("Rename", id=ids.CORR_RENAME, n_clicks=0, className="btn"),
+            ],
+            className="row",
+        ),
+        html.Div("Merge clusters", className="sub-label"),
+        dcc.Dropdown(id=ids.CORR_MERGE_FROM, options=named, multi=True, placeholder="Clusters", className="field"),
+        html.Div(
+            [
+                dcc.Dropdown(id=ids.CORR_MERGE_INTO, options=named, placeholder="into…", className="field grow"),
+                html.Button("Merge", id=ids.CORR_MERGE, n_clicks=0, className="btn"),
+            ],
+            className="row",
+        ),
+        html.Div("Move the selection (lasso, picked files, or the selected file)", className="sub-label"),
+        html.Div(
+            [
+                dcc.Dropdown(
+                    id=ids.CORR_MOVE_TO, options=cluster_opts, placeholder="to cluster…", className="field grow"
+                ),
+                html.Button("Move", id=ids.CORR_MOVE, n_clicks=0, disabled=True, className="btn"),
+            ],
+            className="row",
+        ),
+        dcc.Input(id=ids.CORR_MOVE_NEW, type="text", placeholder="…or to a new cluster named", className="field input"),
+        html.Div(id=ids.CORR_MESSAGE, className="message"),
+        html.Div(views.corrections_list(rows or []), id=ids.CORR_LIST),
+        html.Button("Apply: re-sort the files", id=ids.CORR_APPLY, n_clicks=0, className="btn primary"),
+        html.Div(id=ids.CORR_STATUS, className="message"),
+        hint=(
+            "Corrections show here at once and are kept by every later sort; Apply re-sorts the folder so the "
+            "files move (neural-sorter undo OUT reverts that run)."
+        ),
+    )
+
+
 def _section(title: str, *children: Any, hint: str | None = None) -> html.Div:
     return html.Div(
         [html.Div(title, className="section-label"), *children, html.Div(hint, className="hint") if hint else None],
@@ -83,6 +133,8 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
             dcc.Store(id=ids.MARKED_2D, data=None),
             dcc.Store(id=ids.BUILT_GALLERY, data=None),
             dcc.Store(id=ids.GALLERY_LIMITS, data={}),
+            dcc.Store(id=ids.PICKED, data=[]),
+            dcc.Store(id=ids.CORR_SEEN, data=None),
             dcc.Interval(id=ids.POLL, interval=poll_ms),
             dcc.Download(id=ids.DOWNLOAD),
             html.Header(
@@ -183,6 +235,7 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                                 ),
                                 hint="Switch to “2D select” and draw a lasso or box around points.",
                             ),
+                            corrections_section(cluster_opts, viewer.correction_rows(key) if key else []),
                         ],
                         className="sidebar",
                     ),
@@ -308,12 +361,25 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                             html.Div(
                                 [
                                     html.Div("Details", className="card-title"),
-                                    html.Button(
-                                        "More like this",
-                                        id=ids.MORE_LIKE_THIS,
-                                        n_clicks=0,
-                                        disabled=True,
-                                        className="btn primary small",
+                                    html.Div(
+                                        [
+                                            html.Button(
+                                                "Pick",
+                                                id=ids.PICK,
+                                                n_clicks=0,
+                                                disabled=True,
+                                                title="add this file to the files to move (hand corrections)",
+                                                className="btn ghost small",
+                                            ),
+                                            html.Button(
+                                                "More like this",
+                                                id=ids.MORE_LIKE_THIS,
+                                                n_clicks=0,
+                                                disabled=True,
+                                                className="btn primary small",
+                                            ),
+                                        ],
+                                        className="row",
                                     ),
                                 ],
                                 className="card-head",

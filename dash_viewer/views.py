@@ -324,3 +324,39 @@ def empty_store(store: str) -> html.Div:
         ],
         className="empty-state wide",
     )
+
+
+def corrections_list(rows: list[dict[str, object]]) -> list[object]:
+    """The partition's hand corrections, oldest first: pending ones (not yet applied by a run) can be dropped."""
+    if not rows:
+        return [html.Div("No corrections yet.", className="muted small")]
+    items = []
+    for row in rows:
+        pending = bool(row.get("pending"))
+        items.append(
+            html.Li(
+                [
+                    html.Span(str(row.get("text")), className="grow"),
+                    html.Span("pending" if pending else "applied", className=f"chip {'strong' if pending else ''}"),
+                    html.Button(
+                        "×",
+                        id=ids.corr_remove(str(row.get("id"))),
+                        n_clicks=0,
+                        title="drop this correction (it is not applied yet)",
+                        className="btn ghost small",
+                    )
+                    if pending
+                    else None,
+                ],
+                className="row correction",
+            )
+        )
+    return [html.Ul(items, className="corrections")]
+
+
+def resort_status(status: dict[str, object] | None) -> list[object]:
+    """What the last re-sort started from the viewer did: running, done (with the undo command) or failed."""
+    if not status:
+        return []
+    state = str(status.get("state"))
+    return [html.Span(str(status.get("message") or state), className=f"resort {state}", **{"data-state": state})]

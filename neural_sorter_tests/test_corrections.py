@@ -161,9 +161,14 @@ def test_a_correction_survives_an_incremental_resort_with_a_new_file():
     by_path = first.set_index("relative_path")
     blob0, blob1 = int(by_path.at["blob0/00.png", "cluster_id"]), int(by_path.at["blob1/00.png", "cluster_id"])
     moved = str(by_path.at["blob2/00.png", "content_hash"])
-    fixes = [corr.rename(first, blob0, "ones"), corr.move(first, [moved], to=blob1)]
+    alone = str(by_path.at["blob1/09.png", "content_hash"])
+    fixes = [
+        corr.rename(first, blob0, "ones"),
+        corr.move(first, [moved], to=blob1),
+        corr.move(first, [alone], new_name="solo"),
+    ]
     corrected, report = build_clusters(embeddings, first, options, categories=[], seed=0, corrections=fixes)
-    assert report.metadata["incremental"] and report.metadata["corrections"] == 2
+    assert report.metadata["incremental"] and report.metadata["corrections"] == 3
     assert "renamed" in report.metadata["corrections_applied"].text
 
     grown = blob_embeddings(extra=1)  # one new file (1 of 30: no drift), near the renamed cluster
@@ -177,7 +182,8 @@ def test_a_correction_survives_an_incremental_resort_with_a_new_file():
     }
     assert rows.at["blob2/00.png", "cluster_id"] == blob1  # the moved file stays moved
     assert rows.at["blob2/00.png", "correction"] == "move" and rows.at["blob0/03.png", "correction"] == "rename"
-    assert report.metadata["corrected_files"] == 12
+    assert rows.at["blob1/09.png", "cluster_name"] == "solo" and rows.at["blob1/09.png", "cluster_id"] == 3
+    assert report.metadata["corrected_files"] == 13 and report.metadata["clusters"] == 4
     # with no corrections the column is still there, empty (the documented schema)
     plain, _ = build_clusters(embeddings, None, options, categories=[], seed=0)
     assert "correction" in plain and plain["correction"].isna().all()

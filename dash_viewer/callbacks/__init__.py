@@ -11,17 +11,18 @@ values (``partitions.sync_state``, ``selection.pick_selection``, ``search.run_qu
 - ``gallery``: the gallery view and its "show more" buttons;
 - ``selection``: what a click selects (map point or thumbnail) and the detail panel;
 - ``search``: "more like this" and text search, and the results panel;
-- ``export``: the 2D lasso selection and the CSV downloads.
+- ``export``: the 2D lasso selection and the CSV downloads;
+- ``corrections``: hand corrections (rename, merge, move the selection) and Apply (re-sort the folder).
 """
 
 from __future__ import annotations
 
 from dash import Dash
 
-from dash_viewer.callbacks import export, gallery, header, maps, partitions, search, selection
+from dash_viewer.callbacks import corrections, export, gallery, header, maps, partitions, search, selection
 from dash_viewer.data import ViewerStore
 
-FEATURES = (partitions, header, maps, gallery, selection, search, export)
+FEATURES = (partitions, header, maps, gallery, selection, search, export, corrections)
 
 
 def register(app: Dash, viewer: ViewerStore) -> None:

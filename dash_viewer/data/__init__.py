@@ -17,7 +17,8 @@ One module per concern:
 - ``thumbnails``: the row-group thumbnail cache of ``decoded_frames``;
 - ``search``: nearest neighbours, "more like this" and CLIP text search;
 - ``export``: the CSV of chosen points;
-- ``provenance``: the Dagster run behind a materialization.
+- ``provenance``: the Dagster run behind a materialization;
+- ``corrections``: hand corrections previewed on the points, their status, and Apply's re-sort runner.
 """
 
 from dash_viewer.data.catalog import VIEW_ASSETS, ViewerStore

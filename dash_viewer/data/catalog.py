@@ -17,10 +17,12 @@ from typing import Any
 from cachetools import LRUCache, TTLCache
 from upath import UPath
 
+from dash_viewer.data.corrections import Resorter, correction_rows, preview
 from dash_viewer.data.partition import Materialization, PartitionData
 from dash_viewer.data.provenance import RunLookup
 from dash_viewer.data.tables import build_partition
 from dash_viewer.data.thumbnails import SMALL_THUMBNAIL, StaleFile, Stamp, Thumbnails, shrink_jpeg
+from neural_sorter import corrections
 from neural_sorter.store import Store
 from neural_sorter.tables import CLIP_MODEL, CLUSTERS, DECODED_FRAMES, EMBEDDINGS, FILE_MANIFEST, PROJECTION_3D
 
@@ -30,6 +32,8 @@ log = logging.getLogger(__name__)
 VIEW_ASSETS = (PROJECTION_3D, EMBEDDINGS, CLUSTERS, CLIP_MODEL, FILE_MANIFEST)
 #: Thumbnail indexes kept: thumbnails are the big column, so at most two partitions.
 THUMBNAIL_INDEXES = 2
+#: The stamp-cache key of a partition's corrections file (part of its version).
+CORRECTIONS = "corrections"
 SMALL_THUMBNAILS = 4096
 
 
@@ -87,6 +91,7 @@ class ViewerStore:
         self._data: LRUCache[str, PartitionData] = LRUCache(maxsize=max_partitions)
         self._thumbs: LRUCache[str, Thumbnails] = LRUCache(maxsize=THUMBNAIL_INDEXES)
         self._small: LRUCache[tuple[str, str, int], bytes] = LRUCache(maxsize=SMALL_THUMBNAILS)
+        self.resorter = Resorter(str(self.root))
 
     # ------------------------------------------------------------------ listing, stamps and versions
 
@@ -121,7 +126,8 @@ class ViewerStore:
             return {}
 
     def fingerprint(self, key: str) -> tuple[Stamp | None, ...]:
-        return tuple(self.stamp(asset, key) for asset in VIEW_ASSETS)
+        tables = tuple(self.stamp(asset, key) for asset in VIEW_ASSETS)
+        return (*tables, self._stamps.get((CORRECTIONS, key), lambda: corrections.corrections_stamp(self.store, key)))
 
     def version(self, key: str) -> str:
         """A short token that changes whenever any table behind the partition's view changes."""
@@ -141,10 +147,47 @@ class ViewerStore:
             stamp = self.stamp(PROJECTION_3D, key)
             updated = datetime.fromtimestamp(stamp[0] if stamp else 0, tz=timezone.utc)
             data = build_partition(self.store, key, version, updated, self.sources().get(key))
+            data.points = preview(data.points, self.corrections(key))
             if self.prefetch_vectors:  # ready by the time someone clicks, without delaying the first paint
                 threading.Thread(target=data._vector_pair, name=f"vectors-{key}", daemon=True).start()
             self._data[key] = data
             return data
+
+    # ------------------------------------------------------------------ hand corrections
+
+    def corrections(self, key: str) -> list[dict[str, Any]]:
+        """The partition's stored corrections (``neural_sorter.corrections``), oldest first."""
+        try:
+            return corrections.load_corrections(self.store, key)
+        except (OSError, ValueError) as exc:
+            log.warning("cannot read the corrections of %s: %s", key, exc)
+            return []
+
+    def correction_rows(self, key: str) -> list[dict[str, Any]]:
+        """The corrections for the list: text, and pending until a ``clusters`` run after them."""
+        written = self.store.stamp(CLUSTERS, key)
+        return correction_rows(self.corrections(key), written[0] if written else None)
+
+    def add_correction(self, key: str, correction: dict[str, Any]) -> None:
+        if not self.is_partition(key):
+            raise KeyError(key)
+        corrections.add_correction(self.store, key, correction)
+        self._stamps.forget((CORRECTIONS, key))
+
+    def remove_correction(self, key: str, correction_id: str) -> None:
+        if not self.is_partition(key):
+            raise KeyError(key)
+        corrections.remove_correction(self.store, key, correction_id)
+        self._stamps.forget((CORRECTIONS, key))
+
+    def resort(self, key: str) -> str | None:
+        """Starts ``neural-sorter sort`` for the partition's source folder; None when started, else why not."""
+        source = self.sources().get(key) if self.is_partition(key) else None
+        if not source:
+            return "This partition's source folder is not registered, so it cannot be re-sorted from here."
+        if not self.resorter.start(key, source):
+            return "A re-sort of this folder is already running."
+        return None
 
     # ------------------------------------------------------------------ thumbnails
 

@@ -21,8 +21,16 @@ from dash_viewer.data.partition import UNCLUSTERED, PartitionData
 from neural_sorter.store import Store
 from neural_sorter.tables import CLIP_MODEL, CLUSTERS, EMBEDDINGS, FILE_MANIFEST, PROJECTION_3D
 
-PROJECTION_COLUMNS = ["relative_path", "x", "y", "z", "cluster_id", "cluster_name", "method"]
-CLUSTER_COLUMNS = ["relative_path", "cluster_category", "hier_code", "distance_to_centroid", "duplicate_group"]
+PROJECTION_COLUMNS = ["relative_path", "content_hash", "x", "y", "z", "cluster_id", "cluster_name", "method"]
+CLUSTER_COLUMNS = [
+    "relative_path",
+    "content_hash",
+    "cluster_category",
+    "hier_code",
+    "distance_to_centroid",
+    "duplicate_group",
+    "correction",
+]
 EMBEDDING_COLUMNS = [
     "relative_path",
     "kind",
@@ -66,8 +74,11 @@ def build_partition(store: Store, key: str, version: str, updated: datetime, sou
 
     clusters = read_table(store, CLUSTERS, key, CLUSTER_COLUMNS)
     rows = rows_for(clusters, rel)
-    for column in ("hier_code", "duplicate_group", "cluster_category"):
+    for column in ("hier_code", "duplicate_group", "cluster_category", "correction"):
         columns[column] = take(strings(clusters, column, length(clusters)), rows)
+    hashes = strings(projection, "content_hash", n)
+    from_clusters = take(strings(clusters, "content_hash", length(clusters)), rows)
+    columns["content_hash"] = [h or c for h, c in zip(hashes, from_clusters)]
     columns["distance_to_centroid"] = take_floats(floats(clusters, "distance_to_centroid", length(clusters)), rows)
 
     embeddings = read_table(store, EMBEDDINGS, key, EMBEDDING_COLUMNS)

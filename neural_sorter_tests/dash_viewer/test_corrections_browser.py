@@ -1,0 +1,304 @@
+"""Hand corrections end to end (issue 12): a folder sorted by the real CLI, then in a real headless Chromium a
+cluster renamed, two clusters merged, one file moved with the 2D lasso and one picked in the gallery, Apply
+(the viewer re-sorts the folder with ``neural-sorter sort``); a later re-sort with a new file keeps every
+correction, and ``neural-sorter undo`` takes both runs back. Only real mouse and keyboard events.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from neural_sorter_tests.dash_viewer.test_viewer_browser import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    choose_view,
+    points_box,
+    text_of,
+    wait_for,
+)
+from neural_sorter_tests.viewer_store import TUXPAINT, copy_images, tuxpaint_available
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+
+N_IMAGES = 24
+CONFIG = "backend: cnn\nmethod: kmeans\nk: 4\nprojection: pca\n"
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    command = Path(sys.executable).with_name("neural-sorter")
+    done = subprocess.run([str(command), *args], capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def sorted_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """A folder of real images sorted once by the CLI into its own home; the environment points every later
+    ``neural-sorter`` (the viewer's Apply included) at that home and config."""
+    if not tuxpaint_available():
+        pytest.skip("real-image data set ../shared/datasets/tuxpaint8 not found")
+    root = tmp_path_factory.mktemp("corrections-e2e")
+    images = copy_images(root / "photos", N_IMAGES)
+    (root / "config.yaml").write_text(CONFIG)
+    saved = {
+        k: os.environ.get(k)
+        for k in ("NEURAL_SORTER_HOME", "NEURAL_SORTER_CONFIG", "NEURAL_SORTER_STORE", "DAGSTER_HOME", "HF_HUB_OFFLINE")
+    }
+    os.environ.update(
+        NEURAL_SORTER_HOME=str(root / "home"), NEURAL_SORTER_CONFIG=str(root / "config.yaml"), HF_HUB_OFFLINE="1"
+    )
+    os.environ.pop("DAGSTER_HOME", None)
+    os.environ.pop("NEURAL_SORTER_STORE", None)
+    try:
+        out = root / "sorted"
+        run_cli("sort", str(images), "--out", str(out), "--json")
+        yield {"root": root, "images": images, "out": out, "store": root / "home" / "store"}
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@pytest.fixture(scope="module")
+def served(sorted_folder: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    from werkzeug.serving import make_server
+
+    from dash_viewer.app import create_app
+
+    app = create_app(sorted_folder["store"], poll_ms=700, stat_ttl=0.2, run_lookup=False, warm=False)
+    server = make_server("127.0.0.1", 0, app.server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="corrections-e2e", daemon=True)
+    thread.start()
+    try:
+        yield {**sorted_folder, "url": f"http://127.0.0.1:{server.server_port}/", "downloads": sorted_folder["root"]}
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser(served: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
+        pytest.skip(f"browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install -y chromium chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--window-size=1600,1400",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride", {"width": 1600, "height": 1400, "deviceScaleFactor": 1, "mobile": False}
+    )
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def choose(driver: Any, dropdown_id: str, label: str) -> None:
+    """Opens a dropdown with the mouse and clicks the entry whose label starts with ``label``."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    box = driver.find_element(By.ID, dropdown_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", box)
+    ActionChains(driver).move_to_element(box).click().perform()
+    option_class = "contains(concat(' ', @class, ' '), ' dash-dropdown-option ')"
+    entry = f"//*[{option_class} and starts-with(normalize-space(.), '{label} (')]"
+    option = wait_for(
+        driver,
+        lambda d: next((e for e in d.find_elements(By.XPATH, entry) if e.is_displayed()), None),
+        f"{dropdown_id} lists {label}",
+    )
+    ActionChains(driver).move_to_element(option).click().perform()
+    ActionChains(driver).send_keys("\ue00c").perform()  # Escape closes a multi-select's menu
+
+
+def click(driver: Any, element_id: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    button = driver.find_element(By.ID, element_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", button)
+    wait_for(driver, lambda d: button.is_enabled(), f"{element_id} enabled")
+    ActionChains(driver).move_to_element(button).click().perform()
+
+
+def type_into(driver: Any, element_id: str, text: str) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    field = driver.find_element(By.ID, element_id)
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", field)
+    ActionChains(driver).move_to_element(field).click().send_keys(text).perform()
+
+
+def placed(out: Path) -> dict[str, str]:
+    """file name -> the cluster folder it sits in, for every file under the output folder."""
+    return {p.name: p.parent.name for p in out.rglob("*") if p.is_file() and ".neural-sorter" not in p.parts}
+
+
+def test_rename_merge_move_apply_resort_and_undo(served: dict[str, Any], browser: Any) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    driver, store, out, images = browser, served["store"], served["out"], served["images"]
+    (key,) = [p.stem for p in (store / "clusters").glob("*.parquet")]
+    before = pd.read_parquet(store / "clusters" / f"{key}.parquet")
+    names = before.groupby("cluster_id")["cluster_name"].first().to_dict()
+    sizes = before["cluster_id"].value_counts()
+    assert len(names) == 4, names
+    a, b, c, d = sorted(names, key=lambda cid: (-sizes[cid], cid))  # d: the smallest, keeps >= 1 file after moves
+    members = {cid: set(before.loc[before["cluster_id"] == cid, "relative_path"]) for cid in names}
+    moved_lasso, moved_pick = sorted(members[d])[:2] if len(members[d]) > 2 else (sorted(members[a])[-1], None)
+    first_layout = placed(out)
+    assert len(first_layout) == N_IMAGES
+
+    driver.get(served["url"])
+    wait_for(driver, lambda d_: text_of(d_, "file-count") == f"{N_IMAGES} files", "page opened on the sorted folder")
+
+    # rename cluster a
+    choose(driver, "corr-cluster", names[a])
+    type_into(driver, "corr-name", "hand renamed")
+    click(driver, "corr-rename")
+    wait_for(driver, lambda d_: "Saved: renamed" in text_of(d_, "corr-message"), "rename saved")
+    wait_for(driver, lambda d_: f"renamed {names[a]} to hand renamed" in text_of(d_, "corr-list"), "rename listed")
+
+    # merge b into c
+    choose(driver, "corr-merge-from", names[b])
+    choose(driver, "corr-merge-into", names[c])
+    click(driver, "corr-merge")
+    wait_for(driver, lambda d_: f"merged {names[b]} into {names[c]}" in text_of(d_, "corr-list"), "merge listed")
+
+    # move one file of d with the 2D lasso: filter down to that file, lasso around it, move it to "hand renamed"
+    choose_view(driver, "2D select")
+    lasso_name = moved_lasso.rsplit("/", 1)[-1]
+    type_into(driver, "filter-name", lasso_name)
+    wait_for(driver, lambda d_: text_of(d_, "count") == f"1 of {N_IMAGES} shown", "name filter down to one file")
+    wait_for(
+        driver,
+        lambda d_: d_.execute_script(
+            "const g = document.querySelector('#map-2d .js-plotly-plot');"
+            "return !!(g && g._fullData && g._fullData.filter(t => t.x && t.x.length).length >= 1"
+            " && document.getElementById('count').textContent.startsWith('1 of'));"
+        ),
+        "2D map shows the one file",
+    )
+    left, top, right, bottom = points_box(driver)
+    graph = driver.find_element(By.ID, "map-2d")
+    pad = 24
+    (
+        ActionChains(driver)
+        .move_to_element_with_offset(graph, right + pad, bottom + pad)
+        .click_and_hold()
+        .move_by_offset(0, -(bottom - top + 2 * pad))
+        .move_by_offset(-(right - left + 2 * pad), 0)
+        .move_by_offset(0, bottom - top + 2 * pad)
+        .move_by_offset(right - left + 2 * pad - 2, 0)
+        .release()
+        .perform()
+    )
+    wait_for(driver, lambda d_: text_of(d_, "lasso-summary") == "1 file selected", "lasso around the file")
+    choose(driver, "corr-move-to", "hand renamed")
+    wait_for(driver, lambda d_: text_of(d_, "corr-move") == "Move 1 file", "move button counts the lasso")
+    click(driver, "corr-move")
+    wait_for(driver, lambda d_: "moved 1 file to hand renamed" in text_of(d_, "corr-list"), "lasso move listed")
+    field = driver.find_element(By.ID, "filter-name")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", field)
+    field.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+    wait_for(driver, lambda d_: text_of(d_, "count") == f"{N_IMAGES} shown", "filter cleared")
+
+    # move another file picked in the gallery to the merged cluster
+    if moved_pick:
+        choose_view(driver, "Gallery")
+        tile_xpath = f"//div[@id='pane-gallery']//button[starts-with(@title, '{moved_pick}')]"
+        tile = wait_for(driver, lambda d_: next(iter(d_.find_elements(By.XPATH, tile_xpath)), None), "gallery tile")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", tile)
+        ActionChains(driver).move_to_element(tile).click().perform()
+        pick_name = moved_pick.rsplit("/", 1)[-1]
+        wait_for(driver, lambda d_: text_of(d_, "detail-name") == pick_name, "picked file shown in the detail")
+        click(driver, "pick")
+        wait_for(driver, lambda d_: text_of(d_, "pick").startswith("Picked"), "file picked")
+        choose(driver, "corr-move-to", names[c])
+        click(driver, "corr-move")
+        wait_for(driver, lambda d_: f"moved 1 file to {names[c]}" in text_of(d_, "corr-list"), "pick move listed")
+    assert text_of(driver, "corr-list").count("pending") == 3 + bool(moved_pick)
+
+    # the map already shows the corrections (before any file moved)
+    viewer_points = None
+    from dash_viewer.data import ViewerStore
+
+    viewer_points = ViewerStore(store, run_lookup=False).load(key).points.set_index("relative_path")
+    assert viewer_points.at[moved_lasso, "cluster_name"] == "hand renamed"
+    assert placed(out) == first_layout  # nothing moved yet
+
+    # Apply: the viewer re-sorts the folder (neural-sorter sort in a subprocess)
+    click(driver, "corr-apply")
+    wait_for(
+        driver,
+        lambda d_: d_.execute_script(
+            "const s = document.querySelector('#corr-status .resort');"
+            "return s && s.dataset.state !== 'running' ? s.dataset.state : null;"
+        ),
+        "re-sort finished",
+        timeout=600,
+    )
+    status = text_of(driver, "corr-status")
+    assert status.startswith("Applied"), status
+    assert f"neural-sorter undo {out}" in status
+    wait_for(driver, lambda d_: "pending" not in text_of(d_, "corr-list"), "corrections shown as applied")
+
+    def expected_layout(table: pd.DataFrame) -> None:
+        rows = table.set_index("relative_path")
+        renamed = members[a] | {moved_lasso}
+        assert set(table.loc[table["cluster_name"] == "hand renamed", "relative_path"]) >= renamed
+        merged = (members[b] | members[c] | ({moved_pick} if moved_pick else set())) - {moved_lasso}
+        assert {rows.at[p, "cluster_name"] for p in merged} == {names[c]}
+        on_disk = placed(out)
+        for path in rows.index:
+            assert on_disk[path.rsplit("/", 1)[-1]] == rows.at[path, "cluster_name"], path
+
+    applied = pd.read_parquet(store / "clusters" / f"{key}.parquet")
+    expected_layout(applied)
+    after_apply = placed(out)
+    assert after_apply != first_layout
+
+    # a later re-sort (as the schedule or the CLI would run it) with one new file keeps every correction
+    extra = sorted((TUXPAINT / "mammals").glob("*.png"))[0]
+    shutil.copy2(extra, images / extra.name)
+    run_cli("sort", str(images), "--json")
+    resorted = pd.read_parquet(store / "clusters" / f"{key}.parquet")
+    assert extra.name in set(resorted["relative_path"])
+    expected_layout(resorted)
+
+    # undo reverts the re-sort, then the applied corrections: the files are back where the first sort put them
+    run_cli("undo", str(out))
+    assert placed(out) == after_apply
+    run_cli("undo", str(out))
+    assert placed(out) == first_layout
+    with contextlib.suppress(Exception):
+        driver.save_screenshot(str(Path(__file__).resolve().parents[2] / "test-artifacts" / "corrections.png"))
