@@ -34,8 +34,10 @@ SPECTRAL_NEIGHBORS = (8, 30)
 # majority label of its nearest sampled files: memory and time stop growing with n (no n x n matrix ever).
 SPECTRAL_SAMPLE = 10_000
 # Up to this many points the graph's eigenvectors come from a dense eigendecomposition (exact), above it from
-# LOBPCG on the sparse graph.
+# Lanczos (eigsh) on the sparse graph.
 SPECTRAL_DENSE = 2500
+# Weak all-pairs link added to the kNN graph, as a share of its mean degree (see _spectral_vectors).
+SPECTRAL_REGULARISATION = 0.1
 # k='auto' for spectral: Louvain modularity communities of a kNN graph with about sqrt(n)/2 neighbours,
 # the median count over this many seeds (the spread across seeds is the stability check).
 AUTO_K_SEEDS = 5
@@ -228,21 +230,34 @@ def knn_graph(data: np.ndarray, neighbors: int):
 
 
 def _spectral_vectors(graph, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Eigenvalues (ascending) of the normalised Laplacian and the rows of its first ``k`` eigenvectors,
-    each row L2-normalised (Ng, Jordan and Weiss)."""
+    """Eigenvalues (ascending) of the regularised normalised Laplacian and the rows of its first ``k``
+    eigenvectors, each row L2-normalised (Ng, Jordan and Weiss).
+
+    Regularised (Amini et al. 2013): every pair of points gets a weak link tau / n, tau a tenth of the mean
+    degree, applied as a rank-one term so nothing dense is built. The graph is then connected, so eigenvalues
+    are distinct and Lanczos (``eigsh``) cannot miss copies of a repeated one (it did, on graphs with several
+    components), and small islands of outliers do not claim eigenvectors of their own.
+    """
     from scipy import sparse
-    from scipy.sparse.linalg import lobpcg
+    from scipy.sparse.linalg import LinearOperator, eigsh
 
     n = graph.shape[0]
     degree = np.asarray(graph.sum(axis=1)).ravel()
-    scale = sparse.diags(1 / np.sqrt(np.maximum(degree, 1e-12)))
-    adjacency = (scale @ graph @ scale).tocsr()
-    count = min(k + 1, n)
+    tau = SPECTRAL_REGULARISATION * float(degree.mean())
+    scale = 1 / np.sqrt(degree + tau)
+    adjacency = (sparse.diags(scale) @ graph @ sparse.diags(scale)).tocsr()
+    count = min(k + 1, n - 1)
     if n <= SPECTRAL_DENSE:  # exact, and cheap at this size
-        values, vectors = np.linalg.eigh(adjacency.toarray())
-    else:  # a block solver: unlike Lanczos it keeps every copy of a repeated eigenvalue (one per component)
-        start = np.random.default_rng(seed).standard_normal((n, count))
-        values, vectors = lobpcg(adjacency, start, largest=True, tol=1e-5, maxiter=500)
+        values, vectors = np.linalg.eigh(adjacency.toarray() + np.outer(scale, scale) * (tau / n))
+    else:
+
+        def apply(v: np.ndarray) -> np.ndarray:
+            v = v.reshape(n, -1)
+            return adjacency @ v + scale[:, None] * ((tau / n) * (scale @ v))[None, :]
+
+        operator = LinearOperator((n, n), matvec=apply, matmat=apply, dtype=np.float64)
+        v0 = np.random.default_rng(seed).random(n)
+        values, vectors = eigsh(operator, k=count, which="LA", v0=v0)
     order = np.argsort(-values)
     rows = vectors[:, order[:k]]
     rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
@@ -332,12 +347,13 @@ def spectral(
         labels = np.empty(n, dtype=int)
         labels[sample_idx] = sample_labels
         rest = np.setdiff1d(np.arange(n), sample_idx)
-        index = NearestNeighbors(n_neighbors=neighbors).fit(data)
+        index = NearestNeighbors(n_neighbors=neighbors, algorithm="brute").fit(data)
         for start in range(0, len(rest), 8192):
             part = rest[start : start + 8192]
             _, idx = index.kneighbors(project(vectors[part]))
-            votes = sample_labels[idx]
-            labels[part] = np.array([np.bincount(v, minlength=chosen).argmax() for v in votes])
+            counts = np.zeros((len(part), chosen), dtype=np.int32)
+            np.add.at(counts, (np.repeat(np.arange(len(part)), idx.shape[1]), sample_labels[idx].ravel()), 1)
+            labels[part] = counts.argmax(axis=1)
         details["fitted_on"] = m
     labels = _relabel_by_size(labels)
     return ClusterResult(labels, centroids_of(vectors, labels), _silhouette(vectors, labels, seed), chosen, details)
