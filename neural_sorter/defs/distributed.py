@@ -126,9 +126,13 @@ class RoutedCeleryExecutor(dg.Executor):
         yield from core_celery_execution_loop(plan_context, plan, step_execution_fn=self._submit)
 
     def _submit(self, app, plan_context, step, queue, priority, known_state):
+        import warnings
+
         from dagster_celery.executor import _submit_task
 
-        result = _submit_task(app, plan_context, step, queue, priority, known_state)
+        with warnings.catch_warnings():  # it registers its task on the same app for every step: harmless
+            warnings.filterwarnings("ignore", message="Task name 'execute_plan' is already registered")
+            result = _submit_task(app, plan_context, step, queue, priority, known_state)
         return WatchedResult(result, QueueConsumers.for_app(app), queue, step.key, self.queue_timeout)
 
 

@@ -52,7 +52,11 @@ def postgres_bin() -> Path | None:
 
 def ensure_debian_packages() -> None:
     """Installs redis-server and postgresql from Debian when missing (root + apt-get only)."""
-    missing = [pkg for pkg, probe in DEBIAN_PACKAGES.items() if not (shutil.which(probe) or postgres_bin() and pkg == "postgresql")]
+    missing = [
+        pkg
+        for pkg, probe in DEBIAN_PACKAGES.items()
+        if not (shutil.which(probe) or (postgres_bin() and pkg == "postgresql"))
+    ]
     if not missing:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
