@@ -194,8 +194,12 @@ def cmd_sort(args: argparse.Namespace) -> int:
             status = 1
             print(f"neural-sorter: error: {source}: {failure} (run {run_id})", file=sys.stderr)
             continue
-        summary = summarize(store, key, source) | {"run_id": run_id, "output": f"{out}/{key}",
-                                                   "undo": f"neural-sorter undo {out}"}
+        summary = summarize(store, key, source) | {
+            "run_id": run_id,
+            "output": f"{out}/{key}",
+            "undo": f"neural-sorter undo {out}",
+            "manifest": str(out / ".neural-sorter" / "manifest.csv"),
+        }
         if args.json:
             print(json.dumps(summary), flush=True)
         else:
@@ -226,39 +230,104 @@ def _sort_run_config(args: argparse.Namespace, out: Path, store: str) -> dict[st
 
 
 def _run_sort(instance, run_config: dict[str, Any], key: str, verbose: bool) -> tuple[str | None, str]:
-    """Runs the job for one partition; (first failure or None, run id). Anything a library prints goes to
-    stderr, so stdout holds only the summary (``--json`` output parses)."""
+    """Runs the job for one partition; (first failure or None, run id). stdout holds only the summary
+    (``--json`` output parses): what libraries print goes to stderr with ``-v`` and nowhere without."""
     import dagster as dg
 
     # execute_job, not execute_in_process: the latter keeps every step's output in memory for the whole
     # run (thumbnails, vectors), which on a 20,000-image folder is most of the run's peak memory.
-    with contextlib.redirect_stdout(sys.stderr), dg.execute_job(
-        dg.reconstructable(sort_source_job_def),
-        instance=instance,
-        run_config=run_config,
-        tags={"dagster/partition": key},
-    ) as result:
+    with (
+        quiet_libraries(verbose),
+        dg.execute_job(
+            dg.reconstructable(sort_source_job_def),
+            instance=instance,
+            run_config=run_config,
+            tags={"dagster/partition": key},
+        ) as result,
+    ):
         return (None if result.success else _first_failure(result)), result.run_id
 
 
+@contextlib.contextmanager
+def quiet_libraries(verbose: bool):
+    """Without ``-v``: library prints ("Loaded pretrained weights for ..."), warnings (numba, umap, Dagster)
+    and library log lines below ERROR are dropped; stage start lines and progress bars still show on stderr.
+    With ``-v`` all of it goes to stderr. stdout is never touched."""
+    import logging
+    import warnings
+
+    from neural_sorter import progress
+
+    handler = progress.to_stderr()
+    root = logging.getLogger()
+    level = root.level
+    try:
+        with contextlib.ExitStack() as stack:
+            if sys.stderr.isatty():
+                stack.enter_context(_bars_on())
+            if verbose:
+                stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+            else:
+                stack.enter_context(contextlib.redirect_stdout(open(os.devnull, "w")))  # noqa: SIM115
+                stack.enter_context(warnings.catch_warnings())
+                warnings.simplefilter("ignore")
+                root.setLevel(logging.ERROR)
+            yield
+    finally:
+        root.setLevel(level)
+        progress.LOGGER.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def _bars_on():
+    """Draws the stages' tqdm bars (files decoded / embedded, rate, ETA) on the terminal. They decide by
+    ``isatty`` by default, and Dagster tees a step's output through a pipe to its compute log, so from inside
+    a step stderr never looks like a terminal even when the CLI's is one."""
+    from tqdm import tqdm
+
+    original = tqdm.__init__
+
+    def init(self, *args, **kwargs):
+        if kwargs.get("disable", False) is None:
+            kwargs["disable"] = False
+        original(self, *args, **kwargs)
+
+    tqdm.__init__ = init
+    try:
+        yield
+    finally:
+        tqdm.__init__ = original
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
+    """The end of a sort, for a person: where the files went, folder by folder, and how to take it back."""
+    out = Path(summary["output"])
+    dry = " (dry run: nothing placed, see manifest.dry-run.csv)" if summary.get("dry_run") else ""
     print(
         f"{summary['source']}: {summary['files']} files, {summary['decoded']} decoded, "
-        f"{len(summary['failed'])} skipped/failed; backend {summary['backend']} "
+        f"{len(summary['failed'])} skipped; backend {summary['backend']} "
         f"({summary['embedded_new']} embedded, {summary['embedded_reused']} reused)"
     )
-    for name, size in summary["clusters"].items():
-        print(f"  {name:<30} {size:>6}")
+    print(f"sorted into {out}{dry}:")
+    for name, size in sorted(summary["clusters"].items()):
+        print(f"  {name + '/':<32} {size:>6} {'file' if size == 1 else 'files'}")
     for failure in summary["failed"][:20]:
-        print(f"  ! {failure['file']}: {failure['reason']}")
+        print(f"  skipped {failure['file']}: {failure['reason']}")
     if len(summary["failed"]) > 20:
-        print(f"  ! ... and {len(summary['failed']) - 20} more (see --json)")
-    dry = " (dry run: manifest only)" if summary.get("dry_run") else ""
-    print(f"-> {summary['output']}{dry}  actions: {summary.get('actions', {})}")
+        print(f"  skipped ... and {len(summary['failed']) - 20} more (see --json)")
+    for problem in summary.get("placement_errors", [])[:20]:
+        print(f"  not placed {problem['file']}: {problem['reason']}")
+    actions = ", ".join(f"{count} {action}" for action, count in sorted(summary.get("actions", {}).items()))
+    manifest = out.parent / ".neural-sorter" / ("manifest.dry-run.csv" if summary.get("dry_run") else "manifest.csv")
+    print(f"actions: {actions or 'none'}")
+    print(f"manifest: {manifest}")
+    print(f"undo: {summary['undo']}")
 
 
 def cmd_undo(args: argparse.Namespace) -> int:
-    from neural_sorter.reorganize import OutputBusyError, undo_last
+    """Reverts the last run of OUT. A run any of whose files could not be restored is NOT undone: its record
+    is kept, each file is named with why, and the exit status is 1, so a later ``undo`` retries the rest."""
+    from neural_sorter.reorganize import ManifestError, OutputBusyError, OutputDirError, undo_last
 
     try:
         out = args.out or settings.load_config(args.config).output_dir
@@ -268,44 +337,73 @@ def cmd_undo(args: argparse.Namespace) -> int:
         return _fail("which output folder? pass OUT or set output_dir in the config file", 2)
     try:
         report = undo_last(Path(out).expanduser().resolve())
-    except (FileNotFoundError, OutputBusyError) as exc:
+    except (FileNotFoundError, OutputBusyError, OutputDirError, ManifestError) as exc:
         return _fail(str(exc))
-    print(f"undid {report.manifest}: {report.reverted} reverted, {len(report.skipped)} left in place")
     for path, reason in report.skipped:
-        print(f"  ! {path}: {reason}")
+        print(f"  left in place: {path}: {reason}")
+    for path, reason in report.missing:
+        print(f"  missing from OUT (renamed or removed there?): {path}: {reason}")
+    for path, reason in report.failures:
+        print(f"  NOT restored: {path}: {reason}", file=sys.stderr)
+    if report.failures:
+        return _fail(
+            f"undo of {report.manifest} is incomplete: {len(report.failures)} file(s) not restored, "
+            f"{report.reverted} reverted; the record is kept and `neural-sorter undo {out}` retries the rest"
+        )
+    print(
+        f"undid {report.manifest}: {report.reverted} reverted, {len(report.skipped)} left in place, "
+        f"{len(report.missing)} missing"
+    )
     return 0
 
 
 def cmd_sources(args: argparse.Namespace) -> int:
+    """``sources add|list|remove``: one line per source, key, folder and output folder, tab-separated."""
     from neural_sorter.sources import PARTITIONS_NAME
+    from neural_sorter.tables import ASSET_NAMES
 
-    registry = Store.default().sources
+    store = Store.default()
+    registry = store.sources
     if args.action == "add":
         instance = _instance()
         for path in args.paths:
-            folder = Path(path).expanduser().resolve()
+            folder = Path(settings.normalise_path(path))
             if not folder.is_dir():
                 return _fail(f"{folder} is not a folder", 2)
-            key = registry.add(folder)
+            recorded = registry.record(partition_key_for(folder)).get("output_dir")
+            out = recorded or default_output_dir(folder)
+            if args.output_dir:
+                out = settings.normalise_path(args.output_dir)
+            key = registry.add(folder, output_dir=out)
             instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
-            print(f"{key}\t{folder}")
+            print(f"{key}\t{folder}\t{out}")
     elif args.action == "remove":
+        if not args.paths:
+            return _fail("which source? pass its folder or its key (see `neural-sorter sources list`)", 2)
         instance = _instance()
         for item in args.paths:
-            key = registry.remove(item)
+            key = registry.remove(item)  # a key, or a folder however written (~, relative, symlink)
             if key is None:
-                return _fail(f"{item} is not a registered source")
-            instance.delete_dynamic_partition(PARTITIONS_NAME, key)
-            print(f"removed {key} (its stored assets and sorted folders are kept)")
+                return _fail(f"{item} is not a registered source (see `neural-sorter sources list`)")
+            if instance.has_dynamic_partition(PARTITIONS_NAME, key):
+                instance.delete_dynamic_partition(PARTITIONS_NAME, key)
+            if args.delete_data:
+                for asset in ASSET_NAMES:
+                    with contextlib.suppress(FileNotFoundError):
+                        store.path(asset, key).unlink()
+                print(f"removed {key} and its stored assets (its sorted folder is kept)")
+            else:
+                print(f"removed {key} (its stored assets and sorted folder are kept; --delete-data deletes the assets)")
     else:
-        entries = registry.entries()
+        records = registry.records()
         try:
             for source in settings.load_config(args.config).sources:
-                entries.setdefault(partition_key_for(source), source + "  (config)")
+                records.setdefault(partition_key_for(source), {"path": source + "  (config)"})
         except settings.ConfigError as exc:
             return _fail(str(exc), 2)
-        for key, path in sorted(entries.items()):
-            print(f"{key}\t{path}")
+        for key, record in sorted(records.items()):
+            out = record.get("output_dir") or default_output_dir(record["path"].removesuffix("  (config)"))
+            print(f"{key}\t{record['path']}\t{out}")
     return 0
 
 
@@ -367,7 +465,9 @@ def build_parser() -> argparse.ArgumentParser:
     sort = sub.add_parser("sort", help="sort folders into per-cluster folders")
     sort.add_argument("sources", nargs="*", metavar="SRC", help="source folders (default: config `sources`)")
     sort.add_argument(
-        "--out", dest="output_dir", metavar="OUT",
+        "--out",
+        dest="output_dir",
+        metavar="OUT",
         help="output folder (default: output_dir of the config file, else the one SRC was last sorted into, "
         "else SRC-sorted beside SRC)",
     )
@@ -385,6 +485,10 @@ def build_parser() -> argparse.ArgumentParser:
     sources = sub.add_parser("sources", help="manage registered source folders (partitions)")
     sources.add_argument("action", choices=["add", "list", "remove"])
     sources.add_argument("paths", nargs="*", metavar="PATH_OR_KEY")
+    sources.add_argument("--out", dest="output_dir", metavar="OUT", help="add: where the folder's sorted tree goes")
+    sources.add_argument(
+        "--delete-data", action="store_true", help="remove: delete its stored assets too (sorted folders are kept)"
+    )
     sources.set_defaults(func=cmd_sources)
 
     add_option_flags(sort, settings.ExecutorOptions, EXECUTOR_OPTIONS)
@@ -416,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(str(exc), 2)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except Exception as exc:  # every failure in one line; the trace only with -v
+        if getattr(args, "verbose", False):
+            raise
+        text = str(exc).strip().splitlines()
+        return _fail(f"{type(exc).__name__}: {text[-1] if text else 'failed'} (run with -v for the trace)")
 
 
 if __name__ == "__main__":

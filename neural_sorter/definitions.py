@@ -14,7 +14,7 @@ from neural_sorter.defs.automation import resort_schedule, source_directory_sens
 from neural_sorter.defs.checks import ALL_CHECKS
 from neural_sorter.defs.distributed import sort_source_celery_job
 from neural_sorter.defs.io_manager import ParquetIOManagerFactory
-from neural_sorter.defs.jobs import register_source, sort_after_register, sort_source_job
+from neural_sorter.defs.jobs import in_process_by_default, register_source, sort_after_register, sort_source_job
 from neural_sorter.defs.resources import SorterResource
 
 ALL_ASSETS = [
@@ -36,4 +36,5 @@ defs = dg.Definitions(
     sensors=[source_directory_sensor, sort_after_register],
     schedules=[resort_schedule],
     resources={"sorter": sorter, "io_manager": ParquetIOManagerFactory(sorter=sorter)},
+    executor=in_process_by_default,
 )

@@ -8,6 +8,7 @@ from neural_sorter.defs.assets.embeddings import embeddings
 from neural_sorter.defs.assets.reorganized_tree import reorganized_tree
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
+from neural_sorter.reorganize import HOLDING_ACTIONS
 from neural_sorter.tables import DECODED_FRAMES, EMBEDDINGS, REORGANIZED_TREE
 
 
@@ -51,7 +52,9 @@ def one_unit_vector_per_decoded_file(
 )
 def every_file_placed_once(context: dg.AssetCheckExecutionContext, sorter: SorterResource) -> dg.AssetCheckResult:
     reorganized_tree = sorter.store_root().read(REORGANIZED_TREE, context.op_execution_context.partition_key)
-    holding = reorganized_tree[~reorganized_tree["action"].isin(["trash", "failed"])]
+    # Only rows after which a destination holds the file: a changed file's old copy going to the trash
+    # ("remove") shares its source with the new placement.
+    holding = reorganized_tree[reorganized_tree["action"].isin([str(a) for a in HOLDING_ACTIONS])]
     holding = holding[holding["error"].isna()] if "error" in holding else holding
     repeated_sources = int(holding["source"].duplicated().sum())
     repeated_destinations = int(holding["destination"].duplicated().sum())

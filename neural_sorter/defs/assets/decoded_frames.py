@@ -5,6 +5,7 @@ from neural_sorter.defs.config import config_class, set_values
 from neural_sorter.defs.metadata import column_schema, publish, stage_failures
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
+from neural_sorter.progress import stage_started
 from neural_sorter.stages.decoded_frames import FrameOptions, build_decoded_frames
 from neural_sorter.tables import DECODED_FRAMES
 
@@ -24,6 +25,8 @@ def decoded_frames(
     with stage_failures():
         options = sorter.options(context.partition_key).updated(**set_values(config)).section(FrameOptions)
         previous = sorter.store_root().read(DECODED_FRAMES, context.partition_key)
+        media = int(file_manifest["kind"].isin(["image", "video"]).sum())
+        stage_started(context, f"decoding {media} files…")
         table, report = build_decoded_frames(file_manifest, previous, options)
     publish(context, report)
     return table

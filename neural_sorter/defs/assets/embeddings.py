@@ -8,6 +8,7 @@ from neural_sorter.defs.config import config_class, set_values
 from neural_sorter.defs.metadata import column_schema, publish, stage_failures
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
+from neural_sorter.progress import stage_started
 from neural_sorter.stages.embeddings import EmbeddingOptions, build_embeddings
 from neural_sorter.stages.trained_autoencoder import load_trained
 from neural_sorter.tables import EMBEDDINGS
@@ -35,6 +36,8 @@ def embeddings(
     key, store, device = context.partition_key, sorter.store_root(), sorter.torch_device()
     with stage_failures():
         options = sorter.options(key).updated(**set_values(config))
+        decoded = decoded_frames.loc[decoded_frames["error"].isna(), "relative_path"].nunique()
+        stage_started(context, f"embedding {decoded} files ({options.backend} backend)…")
         table, report = build_embeddings(
             decoded_frames,
             store.read(EMBEDDINGS, key),
