@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import sys
 import typing
 from pathlib import Path
@@ -179,6 +180,9 @@ def cmd_sort(args: argparse.Namespace) -> int:
         return _fail(clip_problem, 2)
     instance = _instance()
     status = 0
+    # From here on Ctrl-C is a KeyboardInterrupt: Dagster holds it until a safe point in a step, the
+    # placement loop stops between two files, and the run ends as interrupted (exit 130, one line).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     for source in sources:
         out = outputs[source]
         key = store.sources.add(source, output_dir=out)
@@ -190,6 +194,12 @@ def cmd_sort(args: argparse.Namespace) -> int:
         else:
             run_config = _sort_run_config(args, out, str(store.root))
             failure, run_id = _run_sort(instance, run_config, key, args.verbose)
+        if failure is not None and _was_interrupted(failure):
+            return _fail(
+                f"interrupted: {source} is partly sorted; `neural-sorter sort {source}` finishes it, "
+                f"`neural-sorter undo {out}` reverts it",
+                130,
+            )
         if failure is not None:
             status = 1
             print(f"neural-sorter: error: {source}: {failure} (run {run_id})", file=sys.stderr)
@@ -205,6 +215,10 @@ def cmd_sort(args: argparse.Namespace) -> int:
         else:
             _print_summary(summary)
     return status
+
+
+def _was_interrupted(failure: str) -> bool:
+    return "interrupt" in failure.lower()
 
 
 def _missing_clip_folder(config: settings.SorterConfig) -> str | None:
@@ -413,6 +427,9 @@ def _run_celery_sort(instance, config, args, key: str, out: Path, store: str) ->
 
     from neural_sorter.defs import distributed
 
+    note = distributed.local_store_note(store)
+    if note:
+        print(f"neural-sorter: note: {note}", file=sys.stderr)
     level = "DEBUG" if args.verbose else "CRITICAL"
     run_config = distributed.celery_run_config(
         config, store, str(out), force=args.force, retrain=args.retrain, log_level=level
