@@ -67,7 +67,7 @@ class DuplicateOptions(BaseModel):
     similar_threshold: float = Field(
         0.80, ge=0.0, le=1.0, description="Similarity at or above which a picture is reported as merely similar."
     )
-    action: DuplicateAction = Field(
+    duplicates: DuplicateAction = Field(
         "separate",
         description=(
             "keep: place every copy in its cluster; separate: the representative in its cluster, the other copies "

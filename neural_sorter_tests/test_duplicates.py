@@ -198,11 +198,11 @@ def test_top_k_matches_brute_force_in_small_chunks() -> None:
 
 def test_options_declared_once_with_bounds() -> None:
     options = DuplicateOptions()
-    assert options.action == "separate" and options.review is False and 0.5 < options.near_threshold < 1
+    assert options.duplicates == "separate" and options.review is False and 0.5 < options.near_threshold < 1
     for field in DuplicateOptions.model_fields.values():
         assert field.description
     with pytest.raises(ValidationError):
-        DuplicateOptions(action="delete")
+        DuplicateOptions(duplicates="delete")
     with pytest.raises(ValidationError):
         DuplicateOptions(near_threshold=1.5)
     with pytest.raises(ValidationError):

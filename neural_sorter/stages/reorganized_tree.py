@@ -25,11 +25,40 @@ class ReorganizeOptions(BaseModel):
     dry_run: bool = Field(False, description="Only write the manifest; touch no file.")
 
 
+DUPLICATES_FOLDER = "_duplicates"
+REVIEW_FOLDER = "_review"
+
+
+def placement_folders(clusters: pd.DataFrame, duplicates: str = "keep", review: bool = False) -> pd.DataFrame:
+    """The files to place and the folder (below ``OUT/<partition>``) each goes to.
+
+    ``duplicates``: ``keep`` places every copy in its cluster; ``separate`` places a group's representative in
+    its cluster and the other copies in ``_duplicates/<group>/``; ``skip`` places only representatives.
+    ``review`` sends files with a quality flag to ``_review/<reason>/`` instead of a cluster. Tables without
+    duplicate or flag columns (older runs) place every file in its cluster.
+    """
+    files = clusters.copy()
+    if "is_representative" in files and "duplicate_group" in files:
+        copy_of_another = ~files["is_representative"].fillna(True).astype(bool) & files["duplicate_group"].notna()
+        if duplicates == "skip":
+            files = files[~copy_of_another]
+        elif duplicates == "separate":
+            files.loc[copy_of_another, "cluster_name"] = [
+                f"{DUPLICATES_FOLDER}/{group}" for group in files.loc[copy_of_another, "duplicate_group"]
+            ]
+    if review and "review_reason" in files:
+        flagged = files["review_reason"].notna() & (files["review_reason"].astype(str) != "")
+        files.loc[flagged, "cluster_name"] = [f"{REVIEW_FOLDER}/{r}" for r in files.loc[flagged, "review_reason"]]
+    return files.reset_index(drop=True)
+
+
 def build_reorganized_tree(
     clusters: pd.DataFrame,
     manifest: pd.DataFrame,
     options: ReorganizeOptions,
     *,
+    duplicates: str = "keep",
+    review: bool = False,
     out: Path,
     source: Path,
     partition_key: str,
@@ -53,7 +82,8 @@ def build_reorganized_tree(
         check_output_dir(out, [source], force=force)
     except OutputDirError as exc:
         raise StageError(str(exc)) from None
-    files = clusters.merge(manifest[["relative_path", "path_bytes"]], on="relative_path", how="left")
+    files = placement_folders(clusters, duplicates, review)
+    files = files.merge(manifest[["relative_path", "path_bytes"]], on="relative_path", how="left")
     # object dtype: undecodable names carry surrogates that pandas' Arrow-backed strings refuse
     files["source"] = pd.Series([source_path(b) for b in files["path_bytes"]], index=files.index, dtype=object)
     run_id = new_run_id()
@@ -76,6 +106,8 @@ def build_reorganized_tree(
             "output": out / partition_key,
             "manifest": Path(result.manifest),
             "mode": options.mode,
+            "duplicates": duplicates,
+            "review": review,
             "dry_run": options.dry_run,
             "actions": dict(result.counts),
             "failures": len(result.failures),
