@@ -54,6 +54,13 @@ def color_options(data: PartitionData | None) -> list[dict[str, Any]]:
     ]
 
 
+def shown_state(viewer: ViewerStore, data: PartitionData | None) -> dict[str, Any] | None:
+    """What the header was last filled for: partition, version and the tables' own version (corrections aside)."""
+    if data is None:
+        return None
+    return {"partition": data.key, "version": data.version, "tables": viewer.tables_version(data.key)}
+
+
 def correction_targets(cluster_opts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Clusters a correction can name: every cluster but the unsorted files."""
     return [o for o in cluster_opts if int(o["value"]) >= 0]
@@ -123,7 +130,7 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
     return html.Div(
         [
             dcc.Store(id=ids.VERSION, data={"partition": key, "version": data.version} if data else None),
-            dcc.Store(id=ids.SHOWN, data={"partition": key, "version": data.version} if data else None),
+            dcc.Store(id=ids.SHOWN, data=shown_state(viewer, data)),
             dcc.Store(id=ids.SELECTED, data=None),
             dcc.Store(id=ids.RESULTS, data=None),
             dcc.Store(id=ids.LASSO, data=[]),

@@ -246,11 +246,13 @@ def resolve(table: pd.DataFrame, ref: dict[str, Any]) -> int | None:
 
 
 def _mark(out: pd.DataFrame, rows: np.ndarray, op: str) -> None:
-    for row in np.flatnonzero(rows):
-        current = out.iat[row, out.columns.get_loc(COLUMN)]
-        ops = [o for o in str(current).split(",") if o] if isinstance(current, str) else []
-        if op not in ops:
-            out.iat[row, out.columns.get_loc(COLUMN)] = ",".join([*ops, op])
+    if not rows.any():
+        return
+    marks = out[COLUMN].to_numpy(dtype=object, copy=True)
+    marks[rows] = [
+        op if not isinstance(m, str) or not m else (m if op in m.split(",") else f"{m},{op}") for m in marks[rows]
+    ]
+    out[COLUMN] = marks
 
 
 def _name_of(out: pd.DataFrame, cid: int) -> str:

@@ -10,7 +10,7 @@ from dash import Dash, Input, Output, State, no_update
 from dash_viewer import ids, views
 from dash_viewer.callbacks.common import current_data
 from dash_viewer.data import ViewerStore
-from dash_viewer.layout import color_options, filter_options
+from dash_viewer.layout import color_options, filter_options, shown_state
 
 
 def register(app: Dash, viewer: ViewerStore) -> None:
@@ -42,7 +42,10 @@ def register(app: Dash, viewer: ViewerStore) -> None:
         if (shown or {}).get("partition") == data.key:
             keep_clusters = [c for c in clusters or [] if c in {o["value"] for o in cluster_opts}]
             keep_categories = [c for c in categories or [] if c in {o["value"] for o in category_opts}]
-            note = f"Newer materialization loaded at {datetime.now():%H:%M:%S}"
+            fresh = shown_state(viewer, data) or {}
+            changed = fresh.get("tables") != (shown or {}).get("tables")
+            what = "Newer materialization loaded" if changed else "Hand corrections shown"
+            note = f"{what} at {datetime.now():%H:%M:%S}"
             name_value: Any = no_update
         else:
             keep_clusters, keep_categories, note, name_value = [], [], "", ""
@@ -58,5 +61,5 @@ def register(app: Dash, viewer: ViewerStore) -> None:
             color if color != color_by else no_update,
             name_value,
             note,
-            {"partition": data.key, "version": data.version},
+            shown_state(viewer, data),
         )

@@ -129,6 +129,11 @@ class ViewerStore:
         tables = tuple(self.stamp(asset, key) for asset in VIEW_ASSETS)
         return (*tables, self._stamps.get((CORRECTIONS, key), lambda: corrections.corrections_stamp(self.store, key)))
 
+    def tables_version(self, key: str) -> str:
+        """Like ``version`` but only the materialized tables: unchanged when only the corrections changed."""
+        stamps = tuple(self.stamp(asset, key) for asset in VIEW_ASSETS)
+        return hashlib.sha1(repr(stamps).encode()).hexdigest()[:12]
+
     def version(self, key: str) -> str:
         """A short token that changes whenever any table behind the partition's view changes."""
         return hashlib.sha1(repr(self.fingerprint(key)).encode()).hexdigest()[:12]

@@ -172,9 +172,15 @@ def test_rename_merge_move_apply_resort_and_undo(served: dict[str, Any], browser
     names = before.groupby("cluster_id")["cluster_name"].first().to_dict()
     sizes = before["cluster_id"].value_counts()
     assert len(names) == 4, names
-    a, b, c, d = sorted(names, key=lambda cid: (-sizes[cid], cid))  # d: the smallest, keeps >= 1 file after moves
+    a, b, c, d = sorted(names, key=lambda cid: (-sizes[cid], cid))  # d: the smallest
     members = {cid: set(before.loc[before["cluster_id"] == cid, "relative_path"]) for cid in names}
-    moved_lasso, moved_pick = sorted(members[d])[:2] if len(members[d]) > 2 else (sorted(members[a])[-1], None)
+    everything = list(before["relative_path"])
+
+    def unique_name(path: str) -> bool:  # the file-name filter finds only this file
+        return sum(path.rsplit("/", 1)[-1].lower() in p.lower() for p in everything) == 1
+
+    moved_lasso = next(p for p in sorted(members[d]) + sorted(members[c]) if unique_name(p))
+    moved_pick = next(p for p in sorted(members[d]) + sorted(members[a]) if p != moved_lasso)
     first_layout = placed(out)
     assert len(first_layout) == N_IMAGES
 
@@ -187,6 +193,7 @@ def test_rename_merge_move_apply_resort_and_undo(served: dict[str, Any], browser
     click(driver, "corr-rename")
     wait_for(driver, lambda d_: "Saved: renamed" in text_of(d_, "corr-message"), "rename saved")
     wait_for(driver, lambda d_: f"renamed {names[a]} to hand renamed" in text_of(d_, "corr-list"), "rename listed")
+    wait_for(driver, lambda d_: "Hand corrections shown" in text_of(d_, "reload-note"), "header says why it changed")
 
     # merge b into c
     choose(driver, "corr-merge-from", names[b])
@@ -233,23 +240,21 @@ def test_rename_merge_move_apply_resort_and_undo(served: dict[str, Any], browser
     wait_for(driver, lambda d_: text_of(d_, "count") == f"{N_IMAGES} shown", "filter cleared")
 
     # move another file picked in the gallery to the merged cluster
-    if moved_pick:
-        choose_view(driver, "Gallery")
-        tile_xpath = f"//div[@id='pane-gallery']//button[starts-with(@title, '{moved_pick}')]"
-        tile = wait_for(driver, lambda d_: next(iter(d_.find_elements(By.XPATH, tile_xpath)), None), "gallery tile")
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", tile)
-        ActionChains(driver).move_to_element(tile).click().perform()
-        pick_name = moved_pick.rsplit("/", 1)[-1]
-        wait_for(driver, lambda d_: text_of(d_, "detail-name") == pick_name, "picked file shown in the detail")
-        click(driver, "pick")
-        wait_for(driver, lambda d_: text_of(d_, "pick").startswith("Picked"), "file picked")
-        choose(driver, "corr-move-to", names[c])
-        click(driver, "corr-move")
-        wait_for(driver, lambda d_: f"moved 1 file to {names[c]}" in text_of(d_, "corr-list"), "pick move listed")
-    assert text_of(driver, "corr-list").count("pending") == 3 + bool(moved_pick)
+    choose_view(driver, "Gallery")
+    tile_xpath = f"//div[@id='pane-gallery']//button[starts-with(@title, '{moved_pick}')]"
+    tile = wait_for(driver, lambda d_: next(iter(d_.find_elements(By.XPATH, tile_xpath)), None), "gallery tile")
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'});", tile)
+    ActionChains(driver).move_to_element(tile).click().perform()
+    pick_name = moved_pick.rsplit("/", 1)[-1]
+    wait_for(driver, lambda d_: text_of(d_, "detail-name") == pick_name, "picked file shown in the detail")
+    click(driver, "pick")
+    wait_for(driver, lambda d_: text_of(d_, "pick").startswith("Picked"), "file picked")
+    choose(driver, "corr-move-to", names[c])
+    click(driver, "corr-move")
+    wait_for(driver, lambda d_: f"moved 1 file to {names[c]}" in text_of(d_, "corr-list"), "pick move listed")
+    assert text_of(driver, "corr-list").count("pending") == 4
 
     # the map already shows the corrections (before any file moved)
-    viewer_points = None
     from dash_viewer.data import ViewerStore
 
     viewer_points = ViewerStore(store, run_lookup=False).load(key).points.set_index("relative_path")
@@ -271,12 +276,13 @@ def test_rename_merge_move_apply_resort_and_undo(served: dict[str, Any], browser
     assert status.startswith("Applied"), status
     assert f"neural-sorter undo {out}" in status
     wait_for(driver, lambda d_: "pending" not in text_of(d_, "corr-list"), "corrections shown as applied")
+    assert "Newer materialization loaded" in text_of(driver, "reload-note")
 
     def expected_layout(table: pd.DataFrame) -> None:
         rows = table.set_index("relative_path")
-        renamed = members[a] | {moved_lasso}
+        renamed = (members[a] | {moved_lasso}) - {moved_pick}
         assert set(table.loc[table["cluster_name"] == "hand renamed", "relative_path"]) >= renamed
-        merged = (members[b] | members[c] | ({moved_pick} if moved_pick else set())) - {moved_lasso}
+        merged = (members[b] | members[c] | {moved_pick}) - {moved_lasso}
         assert {rows.at[p, "cluster_name"] for p in merged} == {names[c]}
         on_disk = placed(out)
         for path in rows.index:
