@@ -46,6 +46,9 @@ SORT_OPTIONS = (
     "dry_run",
     "recluster",
     "seed",
+    "duplicates",
+    "near_threshold",
+    "review",
 )
 # Where the steps run (README "Scaling out"); declared in settings.ExecutorOptions, run config built there.
 EXECUTOR_OPTIONS = (
@@ -130,6 +133,8 @@ def summarize(store: Store, key: str, source: Path) -> dict[str, Any]:
         "backend": None if embeds is None or not len(embeds) else str(embeds["backend"].iloc[0]),
         "model_id": None if embeds is None or not len(embeds) else str(embeds["model_id"].iloc[0]),
         "clusters": sizes,
+        "duplicates": _duplicate_report(clusters),
+        "flagged": _flag_report(clusters),
     }
     if tree is not None and len(tree):
         summary["actions"] = {str(k): int(v) for k, v in tree["action"].value_counts().items()}
@@ -313,6 +318,36 @@ def _bars_on():
         tqdm.__init__ = original
 
 
+def _duplicate_report(clusters) -> dict[str, Any]:
+    """Copies of one picture found in the folder: counts, and each group with its representative."""
+    if clusters is None or "is_representative" not in clusters:
+        return {}
+    from neural_sorter.duplicates import duplicate_summary
+
+    grouped = clusters[clusters["duplicate_group"].notna()]
+    groups = [
+        {
+            "group": str(group),
+            "representative": str(members["representative"].iloc[0]),
+            "copies": sorted(str(p) for p in members["relative_path"] if p != members["representative"].iloc[0]),
+            "tiers": sorted({str(t) for t in members["duplicate_tier"].dropna()}),
+        }
+        for group, members in grouped.groupby("duplicate_group", sort=True)
+    ]
+    return {**duplicate_summary(clusters), "group_list": groups}
+
+
+def _flag_report(clusters) -> dict[str, int]:
+    """Files per quality flag (blurry, too_dark, ...)."""
+    if clusters is None or "flags" not in clusters:
+        return {}
+    counts: dict[str, int] = {}
+    for flags in clusters["flags"].fillna(""):
+        for flag in filter(None, str(flags).split(",")):
+            counts[flag] = counts.get(flag, 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def _print_summary(summary: dict[str, Any]) -> None:
     """The end of a sort, for a person: where the files went, folder by folder, and how to take it back."""
     out = Path(summary["output"])
@@ -331,6 +366,14 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  skipped ... and {len(summary['failed']) - 20} more (see --json)")
     for problem in summary.get("placement_errors", [])[:20]:
         print(f"  not placed {problem['file']}: {problem['reason']}")
+    copies = summary.get("duplicates") or {}
+    if copies.get("groups"):
+        print(
+            f"duplicates: {copies['groups']} pictures with copies ({copies['exact_copies']} exact, "
+            f"{copies['near_copies']} near copies)"
+        )
+    if summary.get("flagged"):
+        print("flagged: " + ", ".join(f"{count} {flag}" for flag, count in summary["flagged"].items()))
     actions = ", ".join(f"{count} {action}" for action, count in sorted(summary.get("actions", {}).items()))
     manifest = out.parent / ".neural-sorter" / ("manifest.dry-run.csv" if summary.get("dry_run") else "manifest.csv")
     print(f"actions: {actions or 'none'}")

@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
+from neural_sorter.duplicates import DuplicateOptions
+from neural_sorter.quality_flags import QualityOptions
 from neural_sorter.sources import normalise_path
 from neural_sorter.stages.clusters import ClusterOptions
 from neural_sorter.stages.decoded_frames import FrameOptions
@@ -49,7 +51,7 @@ class SourceOptions(BaseModel):
         default_factory=list, description="Folders whose immediate subfolders each become a source."
     )
     output_dir: str | None = Field(None, description="Where the per-cluster folders are written.")
-    seed: int = Field(0, description="Random seed of clustering and the 3D map.")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Random seed of clustering and the 3D map.")
     schedule_cron: str = Field("0 3 * * *", description="When the schedule re-sorts every source.")
     automation: bool = Field(False, description="Start the sensor and the schedule switched on.")
 
@@ -98,6 +100,8 @@ class SorterConfig(
     ClusterOptions,
     ProjectionOptions,
     ReorganizeOptions,
+    DuplicateOptions,
+    QualityOptions,
     ExecutorOptions,
 ):
     """Every option a user can set, composed from the options each stage declares beside its code; the
@@ -175,9 +179,15 @@ def load_config(path: str | os.PathLike[str] | None = None) -> SorterConfig:
     if not chosen.is_file():
         raise ConfigError(f"config file not found: {chosen}")
     try:
-        raw = yaml.safe_load(chosen.read_text()) or {}
+        raw = yaml.safe_load(chosen.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {chosen} is not text (not valid UTF-8)") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {chosen} is not valid YAML: {exc}") from None
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        raise ConfigError(f"config file {chosen} is not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {chosen}: {exc.strerror or exc}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {chosen} must hold a mapping of options")
     return validate_config(raw, origin=f"config file {chosen}")

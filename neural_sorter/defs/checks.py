@@ -1,5 +1,7 @@
 """Asset checks for the invariants the tests state, so a person sees them in the UI after every run."""
 
+import warnings
+
 import dagster as dg
 import numpy as np
 
@@ -10,6 +12,11 @@ from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
 from neural_sorter.reorganize import HOLDING_ACTIONS
 from neural_sorter.tables import DECODED_FRAMES, EMBEDDINGS, REORGANIZED_TREE
+
+# Partitioned asset checks are a Dagster "preview" feature; say so here, once, rather than on every start.
+warnings.filterwarnings(
+    "ignore", message="Specifying a partitions_def on an AssetCheckSpec", category=dg.PreviewWarning
+)
 
 
 @dg.asset_check(

@@ -18,6 +18,8 @@ from neural_sorter.clustering import DEFAULT_METHOD, METHODS
 from neural_sorter.corrections import COLUMN as CORRECTION
 from neural_sorter.corrections import apply_corrections
 from neural_sorter.corrections import describe as describe_correction
+from neural_sorter.duplicates import DuplicateOptions, duplicate_summary
+from neural_sorter.quality_flags import QualityOptions
 from neural_sorter.stages import Markdown, StageReport
 
 ClusterMethod = Literal[METHODS]  # type: ignore[valid-type]
@@ -43,6 +45,8 @@ class ClusterOptions(BaseModel):
     @field_validator("k", mode="before")
     @classmethod
     def _k_value(cls, value: object) -> object:
+        if isinstance(value, bool):  # YAML's `k: true` is an int to Python; it is a mistake here
+            raise ValueError("k must be a whole number or 'auto', not true/false")
         if isinstance(value, str) and value != "auto":
             try:
                 value = int(value)
@@ -70,14 +74,33 @@ def build_clusters(
     seed: int,
     first_thumbnails: Callable[[list[str]], dict[str, bytes]] | None = None,
     corrections: list[dict] | None = None,
+    manifest: pd.DataFrame | None = None,
+    thumbnails: Callable[[], Iterable[tuple[str, bytes]]] | None = None,
+    duplicates: DuplicateOptions | None = None,
+    quality: QualityOptions | None = None,
 ) -> tuple[pd.DataFrame, StageReport]:
     """Clusters from scratch or updates ``previous`` stably; ``first_thumbnails`` (paths -> one thumbnail
     each) feeds the gallery in the report, and is skipped when None. The hand ``corrections``
-    (``neural_sorter.corrections``) are applied last, every run, so they outlive re-sorts and re-clusters."""
+    (``neural_sorter.corrections``) are applied last, every run, so they outlive re-sorts and re-clusters.
+
+    With the ``manifest`` (and ``thumbnails``: (path, first thumbnail) of every file), copies of one picture
+    (exact and near duplicates, ``neural_sorter.duplicates``) are found first and clustering sees one point
+    per group, its representative; every copy then joins its representative's cluster, so a picture copied
+    twelve times neither makes a cluster of its own nor is split across two. Quality flags are added too."""
     from neural_sorter.clustering import ClusterResult, cluster_embeddings, update_clusters
     from neural_sorter.encoders import vectors_of
 
     started = time.perf_counter()
+    all_files, all_vectors = embeddings, vectors_of(embeddings)
+    copies = flags = None
+    if manifest is not None and len(embeddings):
+        copies, flags = find_copies_and_flags(
+            embeddings, manifest, thumbnails, duplicates or DuplicateOptions(), quality or QualityOptions()
+        )
+        points = copies["is_representative"].to_numpy(bool)
+        embeddings = embeddings[points].reset_index(drop=True)
+        if previous is not None and "is_representative" in previous:
+            previous = previous[previous["is_representative"].fillna(True).astype(bool)]
     vectors = vectors_of(embeddings)
     has_probs = bool(len(embeddings)) and embeddings["category_probs"].notna().all()
     categories = categories if has_probs else []
@@ -113,7 +136,9 @@ def build_clusters(
         if previous is not None and CORRECTION in previous:  # which files hand corrections touched, kept
             marks = previous.drop_duplicates("content_hash").set_index("content_hash")[CORRECTION]
             table[CORRECTION] = table["content_hash"].map(marks)
-    table = apply_corrections(table, corrections or [], vectors=vectors)
+    if copies is not None:
+        table = with_copies(table, all_files, copies, flags)
+    table = apply_corrections(table, corrections or [], vectors=all_vectors)
     seconds = time.perf_counter() - started
     sizes = table.groupby("cluster_name").size().sort_values(ascending=False)
     report = StageReport(
@@ -126,6 +151,8 @@ def build_clusters(
             "silhouette": float(result.silhouette) if result.silhouette is not None else "n/a",
             "sizes": {str(k): int(v) for k, v in sizes.items()},
             "duplicate_files": int(table["duplicate_group"].notna().sum()),
+            "duplicates": duplicate_summary(copies) if copies is not None else "not checked",
+            "flagged_files": int(table["flags"].astype(bool).sum()) if "flags" in table else 0,
             "seconds": round(seconds, 3),
             "details": result.details,
             "corrections": len(corrections or []),
@@ -142,6 +169,69 @@ def build_clusters(
     if first_thumbnails is not None:
         report.metadata["gallery"] = Markdown(_gallery(table, sizes, first_thumbnails))
     return table, report
+
+
+COPY_COLUMNS = [
+    "duplicate_group",
+    "duplicate_tier",
+    "is_representative",
+    "group_size",
+    "representative",
+    "similarity",
+    "similar_to",
+    "similar_score",
+]
+FLAG_COLUMNS = ["flags", "review_reason"]
+
+
+def find_copies_and_flags(
+    embeddings: pd.DataFrame,
+    manifest: pd.DataFrame,
+    thumbnails: Callable[[], Iterable[tuple[str, bytes]]] | None,
+    duplicates: DuplicateOptions,
+    quality: QualityOptions,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Duplicate groups and quality flags from one pass over the first thumbnail of every file (the hash
+    signatures and the pixel scores are both computed from it, a chunk at a time, so memory stays flat)."""
+    from neural_sorter.duplicates import find_duplicates, thumbnail_signatures
+    from neural_sorter.quality_flags import quality_flags, thumbnail_scores
+
+    signatures: dict = {}
+    scores: list[pd.DataFrame] = []
+    chunk: list[tuple[str, bytes]] = []
+
+    def flush() -> None:
+        if chunk:
+            signatures.update(thumbnail_signatures(chunk))
+            scores.append(thumbnail_scores(chunk))
+            chunk.clear()
+
+    for item in thumbnails() if thumbnails is not None else ():
+        chunk.append(item)
+        if len(chunk) >= 1024:
+            flush()
+    flush()
+    copies = find_duplicates(embeddings, manifest, signatures if duplicates.use_hash else None, duplicates)
+    pixel_scores = pd.concat(scores, ignore_index=True) if scores else thumbnail_scores([])
+    return copies, quality_flags(manifest, pixel_scores, quality)
+
+
+def with_copies(table: pd.DataFrame, files: pd.DataFrame, copies: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
+    """The per-file table from the representatives' rows: each copy takes its representative's cluster, name
+    and code; the duplicate and flag columns are joined on."""
+    by_path = table.set_index("relative_path")
+    own = copies.set_index("relative_path")
+    representative = own["representative"].where(own["representative"].notna(), own.index.to_series())
+    rows = by_path.loc[[representative[p] for p in files["relative_path"]]].reset_index(drop=True)
+    rows.insert(0, "relative_path", files["relative_path"].to_numpy())
+    rows["content_hash"] = files["content_hash"].to_numpy()
+    rows["cluster_size"] = rows.groupby("cluster_id")["cluster_id"].transform("size").astype(int)
+    rows = rows.drop(columns=[c for c in COPY_COLUMNS + FLAG_COLUMNS if c in rows])
+    rows = rows.merge(copies[["relative_path", *COPY_COLUMNS]], on="relative_path", how="left")
+    flagged = flags[["relative_path", *FLAG_COLUMNS]].drop_duplicates("relative_path")
+    rows = rows.merge(flagged, on="relative_path", how="left")
+    rows["flags"] = rows["flags"].fillna("")
+    return rows
 
 
 def _gallery(table: pd.DataFrame, sizes: pd.Series, first_thumbnails: Callable[[list[str]], dict[str, bytes]]) -> str:

@@ -9,10 +9,16 @@ from neural_sorter.defs.config import config_class, set_values
 from neural_sorter.defs.metadata import column_schema, publish, stage_failures
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
+from neural_sorter.duplicates import DuplicateOptions
+from neural_sorter.quality_flags import QualityOptions
 from neural_sorter.stages.clusters import ClusterOptions, build_clusters, first_thumbnail_reader
 from neural_sorter.tables import CLUSTERS
 
-ClustersConfig = config_class("ClustersConfig", (ClusterOptions, None))
+ClustersConfig = config_class(
+    "ClustersConfig",
+    (ClusterOptions, None),
+    (DuplicateOptions, ["near_threshold", "similar_threshold", "use_hash", "neighbours"]),
+)
 
 
 @dg.asset(
@@ -20,7 +26,12 @@ ClustersConfig = config_class("ClustersConfig", (ClusterOptions, None))
     group_name="organize",
     kinds={"scikitlearn", "parquet"},
     metadata=column_schema(CLUSTERS),
-    ins={"decoded_frames": dg.AssetIn(metadata={"columns": FRAME_INDEX_COLUMNS})},  # gallery reads its own
+    ins={
+        "decoded_frames": dg.AssetIn(metadata={"columns": FRAME_INDEX_COLUMNS}),  # thumbnails streamed
+        "file_manifest": dg.AssetIn(
+            metadata={"columns": ["relative_path", "content_hash", "kind", "size", "mtime_ns", "width", "height"]}
+        ),
+    },
 )
 def clusters(
     context: dg.AssetExecutionContext,
@@ -28,6 +39,7 @@ def clusters(
     sorter: SorterResource,
     embeddings: pd.DataFrame,
     decoded_frames: pd.DataFrame,
+    file_manifest: pd.DataFrame,
 ) -> pd.DataFrame:
     """A cluster, a folder name and a sortable hierarchical code per file; exact duplicates grouped; the hand
     corrections of ``<store>/corrections/<partition>.json`` applied (listed in the metadata)."""
@@ -42,6 +54,16 @@ def clusters(
             seed=options.seed,
             first_thumbnails=first_thumbnail_reader(decoded_frames, functools.partial(store.iter_thumbnails, key)),
             corrections=load_corrections(store, key),  # hand corrections from the viewer, re-applied every run
+            manifest=file_manifest,
+            thumbnails=functools.partial(first_thumbnails, decoded_frames, store, key),
+            duplicates=options.section(DuplicateOptions),
+            quality=options.section(QualityOptions),
         )
     publish(context, report)
     return table
+
+
+def first_thumbnails(frames: pd.DataFrame, store, key: str):
+    """(relative path, first decoded frame) of every file, streamed from the store."""
+    first = frames[frames["error"].isna()].drop_duplicates("relative_path")
+    return zip(first["relative_path"], store.iter_thumbnails(key, first))

@@ -8,12 +8,14 @@ from neural_sorter.defs.config import config_class, set_values
 from neural_sorter.defs.metadata import column_schema, publish, stage_failures
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
+from neural_sorter.duplicates import DuplicateOptions
 from neural_sorter.stages.reorganized_tree import ReorganizeOptions, build_reorganized_tree
 from neural_sorter.tables import PROJECTION_3D, REORGANIZED_TREE
 
 ReorganizedTreeConfig = config_class(
     "ReorganizedTreeConfig",
     (ReorganizeOptions, None),
+    (DuplicateOptions, ["duplicates", "review"]),
     force=(bool, Field(False, description="Allow a non-empty output folder not made by neural-sorter.")),
 )
 
@@ -44,6 +46,8 @@ def reorganized_tree(
             source=sorter.source_dir(key, options),
             partition_key=key,
             force=config.force,
+            duplicates=options.duplicates,
+            review=options.review,
             on_wait=context.log.info,
         )
     publish(context, report)
