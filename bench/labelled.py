@@ -7,6 +7,9 @@ by the folder's path, its file list and the encoder's model id, so clustering re
 seconds.
 
     python bench/labelled.py FOLDER...     # embed (or load) and print the size of each set
+
+``backend='cnn-flip'`` (bench only, not a pipeline option) averages each image's features with its mirror
+image's, to measure flip-averaged views.
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ def vectors_for(folder: Path, backend: str = "cnn") -> tuple[np.ndarray, np.ndar
     frames, _ = decode_manifest(manifest, DecodeOptions())
     frames = frames[frames["error"].isna()].reset_index(drop=True)
     decoded = time.perf_counter() - started
-    encoder = encoder_for(backend, "openai/clip-vit-base-patch32", pick_device(), None)
+    encoder = encoder_for(backend.removesuffix("-flip"), "openai/clip-vit-base-patch32", pick_device(), None)
+    if backend.endswith("-flip"):  # bench only: the mean of the image's and its mirror image's features
+        import dataclasses
+
+        forward = encoder.forward
+        encoder = dataclasses.replace(encoder, forward=lambda batch: (forward(batch) + forward(batch.flip(-1))) / 2)
     started = time.perf_counter()
     table, _ = build_embeddings(frames, encoder)
     embedded = time.perf_counter() - started
