@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from neural_sorter.settings import ConfigError
+from neural_sorter.sources import UnknownSourceError
 from neural_sorter.stages import Markdown, StageError, StageReport
 from neural_sorter.tables import SCHEMAS
 
@@ -40,7 +41,9 @@ def stage_failures() -> Iterator[None]:
     """A stage's or the options' one-line error becomes the run's failure message, without a traceback."""
     try:
         yield
-    except (StageError, ConfigError) as exc:
+    except (StageError, ConfigError, UnknownSourceError) as exc:
+        # e.g. a key typed into the UI's "Add partition" that no folder was registered under: fails in the first
+        # step, in one line that says how to register it.
         raise dg.Failure(str(exc)) from None
 
 
