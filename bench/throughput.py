@@ -193,6 +193,52 @@ def report(label: str, value: float, unit: str = "img/s") -> None:
     print(f"  {label:<62} {value:8.2f} {unit}   ({load()})", flush=True)
 
 
+RUNTIME_PLANS = (("torch", "fp32"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"))
+
+
+def bench_runtimes(name: str, args: argparse.Namespace, tensors: np.ndarray, frames, clip_dir) -> dict:
+    """Every runtime and precision on the same tensors, interleaved over ``--rounds`` rounds (medians): (a)
+    forward and (c'') the embeddings stage alone on stored thumbnails, with the cosine to torch fp32."""
+    import statistics
+
+    device = torch.device("cpu")
+    workers = worker_count(args.workers)
+    plans = [p for p in RUNTIME_PLANS if f"{p[0]}:{p[1]}" in args.runtimes.split(",") or args.runtimes == "all"]
+    built = {}
+    for runtime, precision in plans:
+        encoder = encoders.encoder_for(name, str(clip_dir), device, None, precision=precision, runtime=runtime)
+        if (encoder.runtime, encoder.precision) != (runtime, precision):
+            print(f"  {runtime} {precision}: not available here (got {encoder.runtime} {encoder.precision})")
+            continue
+        seconds, _ = timed(forward_all, encoder, tensors[: args.batch_size], args.batch_size)  # export/compile
+        print(f"  {runtime} {precision}: model id {encoder.model_id}; first batch incl. load/export/compile "
+              f"{seconds:.1f} s", flush=True)
+        built[(runtime, precision)] = encoder
+    forward: dict[tuple, list[float]] = {k: [] for k in built}
+    stage: dict[tuple, list[float]] = {k: [] for k in built}
+    vectors: dict[tuple, np.ndarray] = {}
+    good = frames[frames["error"].isna()]
+    for _ in range(args.rounds):
+        for key, encoder in built.items():
+            seconds, vectors[key] = timed(forward_all, encoder, tensors, args.batch_size)
+            forward[key].append(len(tensors) / seconds)
+            seconds, _ = timed(encoders.build_embeddings, good, encoder, batch_size=args.batch_size, workers=workers)
+            stage[key].append(len(good) / seconds)
+    figures = {}
+    reference = vectors.get(("torch", "fp32"))
+    base = statistics.median(forward[("torch", "fp32")]) if ("torch", "fp32") in forward else None
+    print(f"  runtime table, {len(tensors)} images, batch {args.batch_size}, {args.rounds} interleaved rounds, "
+          f"median img/s ({load()}):")
+    for key in built:
+        a, c = statistics.median(forward[key]), statistics.median(stage[key])
+        mean, worst = cosine(vectors[key], reference) if reference is not None else (float("nan"),) * 2
+        ratio = f"x{a / base:.2f}" if base else ""
+        figures[f"{key[0]}_{key[1]}"] = {"a": a, "c_stage": c, "cos_mean": mean, "cos_min": worst}
+        print(f"    {key[0]:<12} {key[1]:<5} (a) {a:7.2f} {ratio:>6}   (c'') {c:7.2f}   cosine to torch fp32 "
+              f"mean {mean:.6f} min {worst:.6f}   rounds {[round(x, 1) for x in forward[key]]}", flush=True)
+    return figures
+
+
 def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest, clip_dir: str | Path | None) -> dict:
     device = torch.device("cpu")
     options = DecodeOptions(thumbnail_size=args.thumbnail_size, workers=args.workers)
@@ -212,6 +258,10 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
                                                                         workers)))
     figures["b_thumbnails_to_tensors"] = len(thumbs) / seconds
     tensors = np.concatenate(batches)
+    if args.runtimes:
+        figures["runtimes"] = bench_runtimes(name, args, tensors, frames, clip_dir)
+        if args.runtimes_only:
+            return figures
 
     def file_to_tensors(row) -> list[np.ndarray]:
         rows = decode_file(source_path(row.path_bytes), row.kind, options)
@@ -306,6 +356,10 @@ def main() -> None:
     parser.add_argument("--bf16-images", type=int, default=64, help="bf16 is slow on CPUs without AMX: a subset")
     parser.add_argument("--baseline-images", type=int, default=0, help="files for (d); 0 = all")
     parser.add_argument("--full-decode", action="store_true", help="also time full-resolution decoding (no draft)")
+    parser.add_argument("--runtimes", default="all", help="runtime:precision list for the runtime table "
+                        "(torch:fp32,onnxruntime:fp32,openvino:fp32,openvino:bf16), 'all', or '' for none")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the runtime table")
+    parser.add_argument("--runtimes-only", action="store_true", help="only the runtime table")
     parser.add_argument("--torch-threads", type=int, default=0, help="0 = torch's default")
     parser.add_argument("--clip-model", help="a real CLIP (hub id or folder) instead of random ViT-B/32 weights, "
                         "e.g. to check int8's cosine to fp32 on trained weights")
@@ -329,6 +383,8 @@ def main() -> None:
         results[name] = bench_model(name, args, paths, manifest, clip_dir)
     print(f"\nsummary ({load()}):")
     for name, figures in results.items():
+        if args.runtimes_only:
+            continue
         a, d = figures["a_forward"], figures["d_baseline"]
         print(f"  {name}: (a) {a:.2f}  (d) {d:.2f}  (d') {figures['d_baseline_draft']:.2f} img/s; "
               f"CPU-budget bound for (c) {figures['c_cpu_bound']:.2f}")

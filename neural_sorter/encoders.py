@@ -35,6 +35,7 @@ from neural_sorter.decoding.frames import (
     decode_manifest,
     file_frame_rows,
     frames_table,
+    split_duplicates,
     worker_count,
 )
 from neural_sorter.decoding.images import decode_jpeg
@@ -190,14 +191,20 @@ def _model_id(base: str, precision: str) -> str:
 
 
 def _runtime_forward(
-    runtime: str, precision: str, name: str, model_id: str, module: Callable[[], torch.nn.Module], size: int
+    runtime: str,
+    precision: str,
+    name: str,
+    model_id: str,
+    module: Callable[[], torch.nn.Module],
+    size: int,
+    weights: str | None = None,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Exports ``module()`` (cached on disk under its fp32 ``model_id``: one file for every precision) and loads
     it into ``runtime``: a torch-in, torch-out forward."""
     from neural_sorter.runtimes.export import onnx_model
     from neural_sorter.runtimes.sessions import load_session
 
-    session = load_session(runtime, onnx_model(name, model_id, module(), (3, size, size)), precision)
+    session = load_session(runtime, onnx_model(name, model_id, module, (3, size, size), weights), precision)
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session(batch.detach().cpu().numpy()))
@@ -268,6 +275,7 @@ def cnn_encoder(device: torch.device, precision: str = "fp32", runtime: str = "t
             efficientnet.MODEL_ID,
             lambda: efficientnet.FeatureExtractor(efficientnet.pretrained_folded()),
             efficientnet.INPUT_SIZE,
+            efficientnet.weights_token(),  # an exported model is reused without loading the torch one
         )
     return Encoder("cnn", model_id, efficientnet.preprocess, LazyForward(build), device, None, runtime, precision)
 
@@ -453,7 +461,8 @@ def decode_and_embed(
         if hit.any():  # rows copied from reuse_frames; nothing is decoded
             reused_frames, _ = decode_manifest(todo[hit], decode_options, reuse=reuse_frames)
     # Work items: ("file", manifest row) to decode, or ("thumbs", frames rows) reused but not yet embedded.
-    items: list[tuple[str, object]] = [("file", row) for row in todo[~hit].itertuples(index=False)]
+    distinct, duplicates = split_duplicates(todo[~hit])  # identical files are decoded once
+    items: list[tuple[str, object]] = [("file", row) for row in distinct]
     if reused_frames is not None:
         stale = reused_frames[reused_frames["thumbnail"].notna() & ~reused_frames["content_hash"].isin(cache.keys())]
         stale = stale.drop_duplicates(["content_hash", "frame_index"])
@@ -485,6 +494,7 @@ def decode_and_embed(
     pieces: list[pd.DataFrame] = [] if reused_frames is None else [reused_frames]
     new_rows: list[dict[str, object]] = []
     decode_stats = {"reused": int(hit.sum()), "decoded": 0, "failed": 0}
+    copies: dict[str, list[dict[str, object]]] = {r.content_hash: [] for r in duplicates}
     computed: dict[tuple[str, int], np.ndarray] = {}
     pending_keys: list[tuple[str, int]] = []
     pending_arrays: list[np.ndarray] = []
@@ -504,6 +514,8 @@ def decode_and_embed(
             failed = frame_rows[0]["error"] is not None
             decode_stats["failed" if failed else "decoded"] += 1
             new_rows += file_frame_rows(row.relative_path, content_hash, row.kind, frame_rows)
+            if content_hash in copies:
+                copies[content_hash] = frame_rows
         for frame_index, array in arrays:
             pending_keys.append((content_hash, frame_index))
             pending_arrays.append(array)
@@ -513,6 +525,10 @@ def decode_and_embed(
     if pending_arrays:
         flush(len(pending_arrays))
     progress.close()
+    for row in duplicates:
+        frame_rows = copies[row.content_hash]
+        decode_stats["failed" if frame_rows[0]["error"] is not None else "decoded"] += 1
+        new_rows += file_frame_rows(row.relative_path, row.content_hash, row.kind, frame_rows)
     frames = frames_table(pieces, new_rows)
     good, to_embed = _frames_to_embed(frames, cache)
     keys = [(h, int(i)) for h, i in zip(to_embed["content_hash"], to_embed["frame_index"])]

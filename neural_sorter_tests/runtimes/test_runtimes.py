@@ -94,6 +94,16 @@ def test_export_is_cached_and_keyed_by_weights(tmp_path: Path, monkeypatch: pyte
         module[0].weight.add_(1.0)
     assert onnx_model("toy", "toy-model", module, (3, 8, 8)) != first  # new weights, new file
     assert not list(tmp_path.glob("models/*.tmp"))
+    # with a weights token, an existing export is found without building the module
+    built: list[int] = []
+
+    def factory() -> torch.nn.Module:
+        built.append(1)
+        return module
+
+    token = onnx_model("toy", "toy-model", factory, (3, 8, 8), weights="file:1:2")
+    assert built == [1]
+    assert onnx_model("toy", "toy-model", factory, (3, 8, 8), weights="file:1:2") == token and built == [1]
 
 
 def test_unchanged_rerun_loads_no_model(tuxpaint_dir: Path) -> None:
