@@ -308,3 +308,15 @@ def run_worker(
     argv = ["worker", "--prefetch-multiplier=1", f"--loglevel={loglevel}", f"--concurrency={concurrency}"]
     argv += ["-Q", ",".join(queues), "-n", f"{name or 'neural-sorter-' + '-'.join(queues)}@%h"]
     app.worker_main(argv + list(extra_args or []))
+
+
+def local_store_note(store: str) -> str | None:
+    """A warning when a Celery run's store is a local folder: right only if every worker mounts it there."""
+    from neural_sorter.store import Store
+
+    if not Store(store).is_local:
+        return None
+    return (
+        f"the store {store} is a local folder: every Celery worker must see it at this same path (a shared "
+        "mount), or set NEURAL_SORTER_STORE to a shared URL such as s3://bucket/prefix"
+    )

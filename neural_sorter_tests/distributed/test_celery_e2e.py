@@ -179,7 +179,9 @@ def test_sort_on_celery_workers_postgres_and_s3(cluster, sources, tmp_path):
     # Same clusters and placements as an in-process run of the same folders.
     local_env = env | {"NEURAL_SORTER_STORE": str(tmp_path / "local-store")}
     out2 = tmp_path / "OUT-local"
+    started = time.monotonic()
     done2, local = sort(local_env, [*map(str, sources), "--out", str(out2)])
+    print(f"in-process sort of the same folders: {time.monotonic() - started:.1f}s")
     assert done2.returncode == 0, done2.stderr[-2000:]
     for remote, here in zip(summaries, local):
         assert remote["clusters"] == here["clusters"]
@@ -218,4 +220,6 @@ def test_unserved_queue_fails_the_run_in_bounded_time(cluster, sources, tmp_path
     )
     assert done.returncode == 1
     assert "no Celery worker serves queue 'nobody-serves-this'" in done.stderr, done.stderr[-2000:]
-    assert time.monotonic() - started < 120
+    waited = time.monotonic() - started
+    print(f"\nunserved queue reported after {waited:.1f}s (queue_timeout 3s)")
+    assert waited < 120

@@ -188,3 +188,8 @@ def _strip_none(value):
 def _camel(key: str) -> str:
     head, *rest = key.split("_")
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def test_a_local_store_gets_a_shared_path_note():
+    assert "shared mount" in distributed.local_store_note("/home/me/.neural-sorter/store")
+    assert distributed.local_store_note("s3://bucket/store") is None
