@@ -473,9 +473,6 @@ def _run_celery_sort(instance, config, args, key: str, out: Path, store: str) ->
     note = distributed.local_store_note(store)
     if note:
         print(f"neural-sorter: note: {note}", file=sys.stderr)
-    note = distributed.local_store_note(store)
-    if note:
-        print(f"neural-sorter: note: {note}", file=sys.stderr)
     level = "DEBUG" if args.verbose else "CRITICAL"
     run_config = distributed.celery_run_config(
         config, store, str(out), force=args.force, retrain=args.retrain, log_level=level
