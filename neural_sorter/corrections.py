@@ -1,4 +1,5 @@
-"""Hand corrections of a partition's clusters: rename a cluster, merge clusters, move files to another cluster.
+"""Hand corrections of a partition's clusters: rename a cluster, merge clusters, move files to another cluster,
+and keep a chosen copy of a duplicate group (it becomes the group's representative).
 
 They are stored per partition in ``<store>/corrections/<partition>.json`` (written atomically through
 ``Store``), in the order they were made, and the ``clusters`` stage re-applies all of them after every
@@ -34,7 +35,9 @@ ANCHORS = 64
 UNSORTED_ID = -1
 #: The column of the clusters table that says which corrections touched a file.
 COLUMN = "correction"
-OPS = ("rename", "merge", "move")
+OPS = ("rename", "merge", "move", "keep")
+#: The duplicate columns a ``keep`` choice rewrites (``neural_sorter.duplicates``).
+KEEP_COLUMNS = ("is_representative", "representative", "similarity", "duplicate_tier")
 
 Correction = dict[str, Any]
 
@@ -169,6 +172,19 @@ def move(
     return _new("move", hashes=hashes, to=target)
 
 
+def keep(table: pd.DataFrame, relative_path: str) -> Correction:
+    """Keep ``relative_path`` as the representative of its duplicate group (the copy placed in its cluster;
+    the others go to ``_duplicates/`` or are skipped). The file is named by content hash and path."""
+    rows = table[table["relative_path"] == relative_path] if "relative_path" in table else table.iloc[:0]
+    if not len(rows) or "duplicate_group" not in table or not isinstance(rows["duplicate_group"].iloc[0], str):
+        raise CorrectionError(f"{relative_path} is not in a duplicate group")
+    row = rows.iloc[0]
+    if not isinstance(row["content_hash"], str) or not row["content_hash"]:
+        raise CorrectionError(f"{relative_path} has no content hash in the store; re-sort the folder first")
+    copies = int((table["duplicate_group"] == row["duplicate_group"]).sum())
+    return _new("keep", hash=row["content_hash"], path=relative_path, group=row["duplicate_group"], copies=copies)
+
+
 def describe(correction: Correction) -> str:
     """One line for people: the viewer's list and the Dagster UI's metadata."""
     op = correction.get("op")
@@ -181,6 +197,8 @@ def describe(correction: Correction) -> str:
         count = len(correction.get("hashes", []))
         new = " (new cluster)" if correction["to"].get("new") else ""
         return f"moved {count} file{'s' if count != 1 else ''} to {correction['to'].get('name')}{new}"
+    if op == "keep":
+        return f"keep {correction.get('path')} of its {correction.get('copies', '?')} copies"
     return str(op)
 
 
@@ -211,6 +229,8 @@ def apply_corrections(
             changed |= _apply_merge(out, correction)
         elif op == "move":
             changed |= _apply_move(out, correction)
+        elif op == "keep":
+            _apply_keep(out, correction)
     if "cluster_size" in out and len(out):
         out["cluster_size"] = out.groupby("cluster_id")["cluster_id"].transform("size").astype("int64")
     if vectors is not None and changed and "distance_to_centroid" in out and len(vectors) == len(out):
@@ -352,3 +372,59 @@ def _apply_move(out: pd.DataFrame, correction: Correction) -> set[int]:
         _take_into(out, moving, target, name)
     _mark(out, rows, "move")
     return {target, *before} if moving.any() else set()
+
+
+def apply_keeps(table: pd.DataFrame, corrections: Iterable[Correction]) -> pd.DataFrame:
+    """``table`` (the duplicate columns of ``neural_sorter.duplicates``, or a clusters table) with the ``keep``
+    choices applied in order, the later choice for a group winning; a new frame. The clusters stage calls it
+    right after finding the groups, so clustering sees the chosen copy as the group's point."""
+    out = table.copy()
+    for correction in corrections:
+        if correction.get("op") == "keep":
+            _apply_keep(out, correction, mark=COLUMN in out)
+    return out
+
+
+def _apply_keep(out: pd.DataFrame, correction: Correction, mark: bool = True) -> None:
+    """The chosen file becomes ``is_representative`` of the group it is in now (found by content hash, the
+    stored path preferred among byte-identical copies); the others name it as ``representative``. Similarity
+    to it: 1.0 for itself and its byte copies, the chosen file's old score for the old representative (and
+    its byte copies), kept
+    for the rest (they were scored against the old one). Tiers follow ``find_duplicates``'s rule. A choice
+    whose file is gone or no longer grouped is skipped."""
+    needed = {"relative_path", "content_hash", "duplicate_group", "is_representative"}
+    if not needed <= set(out.columns):
+        return
+    same = (out["content_hash"] == correction.get("hash")).to_numpy()
+    if not same.any():
+        return
+    exact = same & (out["relative_path"] == correction.get("path")).to_numpy()
+    chosen = int(np.flatnonzero(exact if exact.any() else same)[0])
+    group = out["duplicate_group"].iat[chosen]
+    if not isinstance(group, str) or not group:
+        return
+    members = (out["duplicate_group"] == group).to_numpy()
+    reps = members & out["is_representative"].fillna(False).astype(bool).to_numpy()
+    chosen_path = out["relative_path"].iat[chosen]
+    if "similarity" in out:
+        similarity = out["similarity"].to_numpy(dtype=np.float64, copy=True)
+        score = similarity[chosen]
+        old = members & out["content_hash"].isin(set(out.loc[reps, "content_hash"])).to_numpy()
+        similarity[old] = score  # the old representative and its byte copies
+        similarity[members & same] = 1.0
+        out["similarity"] = similarity.astype(out["similarity"].dtype, copy=False)
+    flags = np.zeros(len(out), dtype=bool)
+    flags[chosen] = True
+    out["is_representative"] = np.where(members, flags, out["is_representative"].to_numpy())
+    out["is_representative"] = out["is_representative"].astype(bool)
+    if "representative" in out:
+        out.loc[members, "representative"] = chosen_path
+    if "duplicate_tier" in out:
+        one_picture = out.loc[members, "content_hash"].nunique() == 1
+        tiers = np.where(same, "exact", "near").astype(object)
+        tiers[chosen] = "exact" if one_picture else "near"
+        out.loc[members, "duplicate_tier"] = tiers[members]
+    if mark:
+        if COLUMN not in out:
+            out[COLUMN] = None
+        _mark(out, flags, "keep")

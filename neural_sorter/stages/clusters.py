@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from neural_sorter.clustering import DEFAULT_METHOD, METHODS
 from neural_sorter.corrections import COLUMN as CORRECTION
-from neural_sorter.corrections import apply_corrections
+from neural_sorter.corrections import apply_corrections, apply_keeps
 from neural_sorter.corrections import describe as describe_correction
 from neural_sorter.duplicates import DuplicateOptions, duplicate_summary
 from neural_sorter.quality_flags import QualityOptions
@@ -97,6 +97,7 @@ def build_clusters(
         copies, flags = find_copies_and_flags(
             embeddings, manifest, thumbnails, duplicates or DuplicateOptions(), quality or QualityOptions()
         )
+        copies = apply_keeps(copies, corrections or [])  # the copy chosen by hand is the group's point
         points = copies["is_representative"].to_numpy(bool)
         embeddings = embeddings[points].reset_index(drop=True)
         if previous is not None and "is_representative" in previous:
