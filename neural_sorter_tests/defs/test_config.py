@@ -66,10 +66,13 @@ def test_launchpad_offers_choices_and_rejects_a_bad_value_before_the_run():
     def probe(config: ClustersConfig) -> dict:
         return set_values(config)
 
-    ok = dg.materialize([probe], run_config={"ops": {"probe": {"config": {"method": "hdbscan", "k": "5"}}}})
-    assert ok.output_for_node("probe") == {"method": "hdbscan", "k": "5"}
-    with pytest.raises(dg.DagsterInvalidConfigError, match="not in enum"):
-        dg.materialize([probe], run_config={"ops": {"probe": {"config": {"method": "nearest"}}}})
+    with dg.instance_for_test() as instance:  # its own instance: never one another test left behind
+        good = {"ops": {"probe": {"config": {"method": "hdbscan", "k": "5"}}}}
+        ok = dg.materialize([probe], run_config=good, instance=instance)
+        assert ok.output_for_node("probe") == {"method": "hdbscan", "k": "5"}
+        with pytest.raises(dg.DagsterInvalidConfigError, match="not in enum"):
+            bad = {"ops": {"probe": {"config": {"method": "nearest"}}}}
+            dg.materialize([probe], run_config=bad, instance=instance)
 
 
 def test_unset_launchpad_fields_fall_through():

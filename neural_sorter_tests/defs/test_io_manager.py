@@ -22,11 +22,13 @@ def narrow(wide: pd.DataFrame) -> pd.DataFrame:
 
 def test_io_manager_writes_the_store_layout_and_reads_only_asked_columns(tmp_path):
     sorter = SorterResource(store=str(tmp_path / "store"))
-    result = dg.materialize(
-        [wide, narrow],
-        partition_key="a-1234",
-        resources={"sorter": sorter, "io_manager": ParquetIOManagerFactory(sorter=sorter)},
-    )
+    with dg.instance_for_test() as instance:  # its own instance: never one another test left behind
+        result = dg.materialize(
+            [wide, narrow],
+            partition_key="a-1234",
+            instance=instance,
+            resources={"sorter": sorter, "io_manager": ParquetIOManagerFactory(sorter=sorter)},
+        )
     assert result.success
     store = Store(tmp_path / "store")
     assert store.keys("wide") == ["a-1234"] and store.keys("narrow") == ["a-1234"]
