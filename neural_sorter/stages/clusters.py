@@ -37,6 +37,13 @@ class ClusterOptions(BaseModel):
     category_threshold: float = Field(
         0.35, ge=0.0, le=1.0, description="Mean zero-shot probability needed to name a cluster after a category."
     )
+    label_threshold: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="Mean ImageNet-label probability needed to name a cluster after the label its members share "
+        "(offline CNN head); 1 keeps cluster-NN names.",
+    )
     recluster: bool = Field(False, description="Cluster from scratch instead of keeping existing clusters.")
     drift_threshold: float = Field(
         0.2, ge=0.0, le=1.0, description="Share of new or removed files that triggers a full re-cluster."
@@ -108,7 +115,8 @@ def build_clusters(
     model = str(embeddings["model_id"].iloc[0]) if len(embeddings) else ""
     signature = (
         f"{options.method};k={options.k};range={tuple(options.k_range)};mcs={options.min_cluster_size};"
-        f"cats={categories};thr={options.category_threshold};seed={seed};model={model}"
+        f"cats={categories};thr={options.category_threshold};labels={options.label_threshold};seed={seed};"
+        f"model={model}"
     )
     if options.recluster or previous is None:
         table, why = None, "full re-cluster asked for" if options.recluster else "no earlier clusters"
@@ -128,6 +136,11 @@ def build_clusters(
         )
         table["settings"] = signature
         incremental, note = False, f"clustering from scratch: {why}"
+        if first_thumbnails is not None:
+            from neural_sorter.naming import name_by_labels
+
+            table, labels = name_by_labels(table, first_thumbnails, options.label_threshold)
+            result.details["imagenet_labels"] = {old: f"{label} ({score})" for old, (label, score) in labels.items()}
     else:
         ids = table.loc[table["cluster_id"] >= 0, "cluster_id"]
         result = ClusterResult(
