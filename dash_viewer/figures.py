@@ -119,9 +119,12 @@ def groups(data: PartitionData, color_by: str, mask: np.ndarray | None = None) -
     return [g for g in out if len(g.ids)]
 
 
-def drawn_state(data: PartitionData, color_by: Any, clusters: Any, categories: Any, name: Any) -> dict[str, Any]:
+def drawn_state(
+    data: PartitionData, color_by: Any, clusters: Any, categories: Any, name: Any, flags: Any = None
+) -> dict[str, Any]:
     """The inputs a map was drawn from; stored next to the figure so events can be mapped back to ids."""
     return {
+        "flags": sorted(str(f) for f in flags or [] if isinstance(f, str)),
         "partition": data.key,
         "version": data.version,
         "color_by": color_by if color_by in ("cluster", "category") else "cluster",
@@ -139,6 +142,7 @@ def group_ids(data: PartitionData, drawn: dict[str, Any]) -> list[np.ndarray]:
         tuple(drawn.get("clusters") or ()),
         tuple(drawn.get("categories") or ()),
         drawn.get("name") or "",
+        tuple(drawn.get("flags") or ()),
     )
     cached = data.cache.get(key)
     if cached is None:
@@ -148,6 +152,7 @@ def group_ids(data: PartitionData, drawn: dict[str, Any]) -> list[np.ndarray]:
             drawn.get("clusters") or None,
             drawn.get("categories") or None,
             name if isinstance(name, str) else None,
+            drawn.get("flags") or None,
         )
         cached = [group.ids for group in groups(data, str(drawn.get("color_by")), mask)]
         if len(data.cache) > 32:

@@ -36,6 +36,7 @@ COLOR_BY = "color-by"
 FILTER_CLUSTER = "filter-cluster"
 FILTER_CATEGORY = "filter-category"
 FILTER_NAME = "filter-name"
+FILTER_FLAGS = "filter-flags"  # quality flags (files with any of them)
 TEXT_QUERY = "text-query"
 TEXT_SEARCH = "text-search"
 SEARCH_MESSAGE = "search-message"
@@ -58,7 +59,7 @@ CORR_APPLY = "corr-apply"
 CORR_STATUS = "corr-status"
 
 # ---- centre: the maps, the gallery and the results
-VIEW = "view"  # 3d | 2d | gallery
+VIEW = "view"  # 3d | 2d | gallery | duplicates
 COUNT = "count"
 MAP_3D = "map-3d"
 MAP_2D = "map-2d"
@@ -67,6 +68,9 @@ TIP_2D = "tip-2d"
 PANE_3D = "pane-3d"
 PANE_2D = "pane-2d"
 PANE_GALLERY = "pane-gallery"
+PANE_DUPLICATES = "pane-duplicates"  # the duplicate groups, copies side by side
+DUP_MESSAGE = "dup-message"  # what the last keep choice did
+BUILT_DUPLICATES = "built-duplicates"
 RESULTS_CARD = "results-card"
 RESULTS_TITLE = "results-title"
 RESULTS_BODY = "results-body"
@@ -77,6 +81,8 @@ CLEAR_RESULTS = "clear-results"
 DETAIL = "detail"
 DETAIL_NAME = "detail-name"
 DETAIL_PATH = "detail-path"
+DETAIL_COPIES = "detail-copies"
+DETAIL_FLAGS = "detail-flags"
 MORE_LIKE_THIS = "more-like-this"
 PICK = "pick"  # add / remove the selected file to the files to move
 
@@ -84,6 +90,7 @@ PICK = "pick"  # add / remove the selected file to the files to move
 THUMB = "thumb"  # {"type": THUMB, "where": ..., "idx": point id}
 GALLERY_MORE = "gallery-more"  # {"type": GALLERY_MORE, "group": group key}
 CORR_REMOVE = "corr-remove"  # {"type": CORR_REMOVE, "id": correction id}
+KEEP = "keep"  # {"type": KEEP, "idx": point id}: keep this copy of its duplicate group
 
 
 def thumb(where: str, idx: int) -> dict[str, Any]:
@@ -96,3 +103,7 @@ def gallery_more(group: str) -> dict[str, Any]:
 
 def corr_remove(correction_id: str) -> dict[str, Any]:
     return {"type": CORR_REMOVE, "id": str(correction_id)}
+
+
+def keep(idx: int) -> dict[str, Any]:
+    return {"type": KEEP, "idx": int(idx)}

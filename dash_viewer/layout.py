@@ -10,6 +10,7 @@ from dash import dcc, html
 
 from dash_viewer import ids, views
 from dash_viewer.data import NO_CATEGORY, PartitionData, ViewerStore
+from dash_viewer.data.duplicates import flag_counts
 from dash_viewer.figures import drawn_state, empty_figure, map_3d
 
 GRAPH_CONFIG: dict[str, Any] = {
@@ -41,6 +42,11 @@ def filter_options(data: PartitionData | None) -> tuple[list[dict[str, Any]], li
     return clusters, categories
 
 
+def flag_options(data: PartitionData | None) -> list[dict[str, Any]]:
+    """Quality-flag filter entries with their counts (only flags some file has)."""
+    return [{"label": f"{flag.replace('_', ' ')} ({n})", "value": flag} for flag, n in flag_counts(data)]
+
+
 def color_options(data: PartitionData | None) -> list[dict[str, Any]]:
     has = data is not None and data.has_categories
     return [
@@ -58,7 +64,8 @@ def shown_state(viewer: ViewerStore, data: PartitionData | None) -> dict[str, An
     """What the header was last filled for: partition, version and the tables' own version (corrections aside)."""
     if data is None:
         return None
-    return {"partition": data.key, "version": data.version, "tables": viewer.tables_version(data.key)}
+    tables = data.tables_version or viewer.tables_version(data.key)
+    return {"partition": data.key, "version": data.version, "tables": tables}
 
 
 def correction_targets(cluster_opts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -140,6 +147,7 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
             dcc.Store(id=ids.MARKED_2D, data=None),
             dcc.Store(id=ids.BUILT_GALLERY, data=None),
             dcc.Store(id=ids.GALLERY_LIMITS, data={}),
+            dcc.Store(id=ids.BUILT_DUPLICATES, data=None),
             dcc.Store(id=ids.PICKED, data=[]),
             dcc.Store(id=ids.CORR_SEEN, data=None),
             dcc.Interval(id=ids.POLL, interval=poll_ms),
@@ -208,6 +216,13 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                                     debounce=0.35,
                                     className="field input",
                                 ),
+                                dcc.Dropdown(
+                                    id=ids.FILTER_FLAGS,
+                                    options=flag_options(data),
+                                    multi=True,
+                                    placeholder="Any quality (flags: blurry, too dark…)",
+                                    className="field",
+                                ),
                             ),
                             _section(
                                 "Search by text",
@@ -258,6 +273,7 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                                                     {"label": "3D map", "value": "3d"},
                                                     {"label": "2D select", "value": "2d"},
                                                     {"label": "Gallery", "value": "gallery"},
+                                                    {"label": "Duplicates", "value": "duplicates"},
                                                 ],
                                                 value="3d",
                                                 inline=True,
@@ -317,6 +333,7 @@ def build_layout(viewer: ViewerStore, poll_ms: int = 3000) -> html.Div:
                                                 className="pane",
                                             ),
                                             html.Div(id=ids.PANE_GALLERY, className="pane gallery"),
+                                            html.Div(id=ids.PANE_DUPLICATES, className="pane gallery"),
                                         ],
                                         className="panes",
                                     ),

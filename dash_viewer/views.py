@@ -15,10 +15,19 @@ from dash import dcc, html
 
 from dash_viewer import ids
 from dash_viewer.data import Materialization, PartitionData, neighbours, top_categories
+from dash_viewer.data.duplicates import (
+    DuplicateGroup,
+    copies_of,
+    distinct_ids,
+    duplicate_groups,
+    file_format,
+    human_size,
+)
 from dash_viewer.figures import MUTED, group_color, groups
 
 GALLERY_PAGE = 12
 GALLERY_MAX_GROUPS = 40
+DUPLICATE_GROUPS_SHOWN = 40
 
 
 def thumb_url(key: str, idx: int, version: str, small: bool = False) -> str:
@@ -90,20 +99,23 @@ def tile(
     caption: str | None = None,
     badge: str | None = None,
     active: bool = False,
+    copies_badge: bool = True,
 ) -> html.Button:
     """A clickable thumbnail; its id carries only the point id, which the click callback validates.
 
     Two components per tile (button + img; caption is plain text, the cluster dot and the score badge are
     CSS pseudo-elements): Dash's renderer does work per component on every update, and a gallery page
-    holds hundreds of tiles.
+    holds hundreds of tiles. A file with copies (a duplicate group) gets an "N copies" badge as well.
     """
     name = str(data.points["name"].iat[idx])
     cid = int(data.points["cluster_id"].iat[idx])
     extra = {"data-badge": badge} if badge else {}
+    copies = copies_of(data, idx) if copies_badge else 1
     return html.Button(
         [
             html.Img(src=thumb_url(data.key, idx, data.version, small=True), alt=name, draggable="false"),
             caption if caption is not None else name,
+            html.Span(f"{copies} copies", className="copies") if copies > 1 else None,
         ],
         id=ids.thumb(where, idx),
         n_clicks=0,
@@ -133,8 +145,11 @@ def tooltip_content(data: PartitionData, idx: int) -> list[object]:
     ]
 
 
-def detail_panel(data: PartitionData | None, idx: int | None, k: int = 8) -> list[object]:
-    """The selected file: large picture, path, cluster, top categories and nearest neighbours."""
+def detail_panel(
+    data: PartitionData | None, idx: int | None, k: int = 8, quality: list[dict[str, object]] | None = None
+) -> list[object]:
+    """The selected file: large picture, path, cluster, copies, quality flags (with ``quality``, the rows of
+    ``data.duplicates.quality_scores``), top categories and nearest neighbours."""
     if data is None or idx is None or data.valid_id(idx) is None:
         return [
             html.Div(
@@ -162,9 +177,7 @@ def detail_panel(data: PartitionData | None, idx: int | None, k: int = 8) -> lis
         facts.append(_fact("Sort code", html.Code(row["hier_code"])))
     if isinstance(row.get("kind"), str):
         facts.append(_fact("Kind", row["kind"]))
-    if isinstance(row.get("duplicate_group"), str):
-        copies = int((data.points["duplicate_group"] == row["duplicate_group"]).sum())
-        facts.append(_fact("Duplicates", f"{copies} identical files"))
+    facts.extend(_copy_facts(data, idx))
     cats = top_categories(data, idx)
     category_block: object
     if cats:
@@ -211,6 +224,8 @@ def detail_panel(data: PartitionData | None, idx: int | None, k: int = 8) -> lis
             className="path-row",
         ),
         html.Div(facts, className="facts"),
+        html.Div("Quality flags", className="section-label"),
+        quality_block(row, quality),
         html.Div("Top categories", className="section-label"),
         category_block,
         html.Div("Nearest neighbours", className="section-label"),
@@ -218,9 +233,145 @@ def detail_panel(data: PartitionData | None, idx: int | None, k: int = 8) -> lis
     ]
 
 
-def _fact(label: str, value: object) -> html.Div:
+def _copy_facts(data: PartitionData, idx: int) -> list[html.Div]:
+    """Size and format, and where the file stands among its copies (or the most similar other picture)."""
+    row = data.points.iloc[idx]
+    facts = []
+    width, height = row.get("width"), row.get("height")
+    known = all(isinstance(v, (int, float, np.number)) and np.isfinite(v) and v > 0 for v in (width, height))
+    size = f"{int(width)} × {int(height)} px" if known else ""
+    parts = (size, file_format(row["relative_path"]), human_size(float(row.get("size", np.nan))))
+    facts.append(_fact("File", " · ".join(x for x in parts if x and x != "?"), wide=True))
+    group = row.get("duplicate_group")
+    if isinstance(group, str) and group:
+        copies = copies_of(data, idx)
+        tier = str(row.get("duplicate_tier") or "near")
+        if bool(row.get("is_representative")):
+            text = f"{copies} copies ({tier}) · this is the copy kept"
+        else:
+            rep = str(row.get("representative") or "")
+            text = f"{copies} copies ({tier}) · copy of {rep.rsplit('/', 1)[-1]} ({float(row.get('similarity')):.2f})"
+        facts.append(_fact("Copies", html.Span(text, id=ids.DETAIL_COPIES), wide=True))
+    elif row.get("duplicate_tier") == "similar" and isinstance(row.get("similar_to"), str):
+        other = str(row["similar_to"]).rsplit("/", 1)[-1]
+        facts.append(_fact("Similar to", f"{other} ({float(row.get('similar_score')):.2f})", wide=True))
+    return facts
+
+
+def quality_block(row, scores: list[dict[str, object]] | None) -> html.Div:
+    """The file's flags as chips and, when known, every flag's score against its default threshold."""
+    flags = [f for f in str(row.get("flags") or "").split(",") if f]
+    chips = html.Div(
+        [html.Span(f.replace("_", " "), className="chip flag") for f in flags]
+        or [html.Span("none", className="muted small")],
+        className="row flags",
+        id=ids.DETAIL_FLAGS,
+    )
+    if not scores:
+        return html.Div([chips])
+    lines = []
+    for item in scores:
+        score = float(item["score"])  # type: ignore[arg-type]
+        value = "n/a" if not np.isfinite(score) else (f"{score:.0f}" if item["flag"] == "tiny" else f"{score:.3f}")
+        lines.append(
+            html.Div(
+                [
+                    html.Span(str(item["flag"]).replace("_", " "), className="score-name"),
+                    html.Span(value, className="score-value"),
+                    html.Span(f"flag {item['direction']} {float(item['threshold']):g}", className="muted"),  # type: ignore[arg-type]
+                ],
+                className="score-row flagged" if item["flagged"] else "score-row",
+                title=str(item["meaning"]),
+            )
+        )
+    return html.Div([chips, html.Div(lines, className="scores")])
+
+
+def duplicates_view(data: PartitionData, mask: np.ndarray | None, limit: int = DUPLICATE_GROUPS_SHOWN) -> list[object]:
+    """The duplicate groups with a member passing the filters, largest first: their copies side by side
+    (thumbnail, size, format, path, tier, similarity) and a "Keep this" button on every copy but the one kept."""
+    found = duplicate_groups(data, mask)
+    if not found:
+        return [
+            html.Div(
+                "No duplicate groups among the files shown: every picture here is one of a kind.",
+                className="muted pad",
+            )
+        ]
+    blocks: list[object] = [
+        html.Div(
+            f"{len(found):,} group{'s' if len(found) != 1 else ''} of copies, "
+            f"{sum(len(g.ids) for g in found):,} files. The copy kept is placed in "
+            "its cluster; the others go to _duplicates/ (or are skipped) when the folder is sorted. Keep another "
+            "copy, then Apply.",
+            className="muted small",
+        )
+    ]
+    blocks += [duplicate_group_block(data, group) for group in found[:limit]]
+    if len(found) > limit:
+        blocks.append(html.Div(f"{len(found) - limit} more groups: narrow the filters.", className="muted small pad"))
+    return blocks
+
+
+def duplicate_group_block(data: PartitionData, group: DuplicateGroup) -> html.Section:
+    points = data.points
+    cards = []
+    for idx in group.ids.tolist():
+        row = points.iloc[idx]
+        kept = bool(row["is_representative"])
+        width, height = float(row["width"]), float(row["height"])
+        size = f"{int(width)}×{int(height)}" if np.isfinite(width) and np.isfinite(height) else "?×?"
+        similarity = float(row["similarity"])
+        cards.append(
+            html.Div(
+                [
+                    tile(data, idx, "duplicates", caption="", copies_badge=False),
+                    html.Div(str(row["name"]), className="dup-name", title=str(row["path"])),
+                    html.Div(
+                        f"{size} · {file_format(row['relative_path'])} · {human_size(float(row['size']))}",
+                        className="dup-meta",
+                    ),
+                    html.Div(
+                        f"{row['duplicate_tier'] or 'near'} · {similarity:.2f}" if np.isfinite(similarity) else "",
+                        className="dup-meta",
+                    ),
+                    html.Code(str(row["relative_path"]), className="dup-path", title=str(row["path"])),
+                    html.Span("✓ kept", className="chip strong kept")
+                    if kept
+                    else html.Button(
+                        "Keep this",
+                        id=ids.keep(idx),
+                        n_clicks=0,
+                        className="btn small",
+                        title="keep this copy in the cluster instead (the others become its duplicates)",
+                    ),
+                ],
+                className="dup-card kept" if kept else "dup-card",
+                **{"data-path": str(row["relative_path"])},
+            )
+        )
+    return html.Section(
+        [
+            html.Div(
+                [
+                    html.Span(f"{len(group.ids)} copies", className="gallery-title"),
+                    html.Span(group.tier, className="chip"),
+                    html.Span(str(points["cluster_name"].iat[int(group.ids[0])]), className="muted"),
+                    html.Code(group.key, className="muted small"),
+                ],
+                className="gallery-head",
+            ),
+            html.Div(cards, className="dup-row"),
+        ],
+        className="gallery-group dup-group",
+        **{"data-group": group.key},
+    )
+
+
+def _fact(label: str, value: object, wide: bool = False) -> html.Div:
     return html.Div(
-        [html.Span(label, className="fact-label"), html.Span(value, className="fact-value")], className="fact"
+        [html.Span(label, className="fact-label"), html.Span(value, className="fact-value")],
+        className="fact wide" if wide else "fact",
     )
 
 
@@ -260,12 +411,15 @@ def results_placeholder() -> list[object]:
 def gallery(
     data: PartitionData, color_by: str, mask: np.ndarray | None, limits: dict[str, int] | None = None
 ) -> list[object]:
-    """A grid of thumbnails per cluster (or category), most typical members first; pages of 12 on demand."""
+    """A grid of thumbnails per cluster (or category), most typical members first; pages of 12 on demand.
+    One picture per duplicate group (``distinct_ids``), with its "N copies" badge."""
     limits = limits or {}
     blocks: list[object] = []
     order = data.points["distance_to_centroid"].to_numpy(dtype=np.float64, na_value=np.nan)
     codes = data.points["hier_code"].astype(str).to_numpy()
-    all_groups = groups(data, color_by, mask)
+    shown_mask = np.zeros(len(data.points), dtype=bool)
+    shown_mask[distinct_ids(data, mask)] = True
+    all_groups = groups(data, color_by, shown_mask)
     for group in all_groups[:GALLERY_MAX_GROUPS]:
         members = group.ids
         ranked = members[np.lexsort((codes[members], np.nan_to_num(order[members], nan=np.inf)))]
@@ -278,7 +432,7 @@ def gallery(
                         [
                             html.Span(className="swatch lg", style={"background": group.color}),
                             html.Span(group.label, className="gallery-title"),
-                            html.Span(f"{len(members):,} files", className="muted"),
+                            html.Span(_count_label(data, group.ids, mask), className="muted"),
                         ],
                         className="gallery-head",
                     ),
@@ -360,3 +514,14 @@ def resort_status(status: dict[str, object] | None) -> list[object]:
         return []
     state = str(status.get("state"))
     return [html.Span(str(status.get("message") or state), className=f"resort {state}", **{"data-state": state})]
+
+
+def _count_label(data: PartitionData, shown: np.ndarray, mask: np.ndarray | None) -> str:
+    """'12 files', or '10 pictures · 13 files' when copies were folded into their representatives."""
+    if "duplicate_group" not in data.points or not len(shown):
+        return f"{len(shown):,} files"
+    group = data.points["duplicate_group"].to_numpy(dtype=object)
+    passing = np.ones(len(data.points), dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    keys = {group[i] for i in shown.tolist() if isinstance(group[i], str)}
+    files = len(shown) - len(keys) + int((np.isin(group, list(keys)) & passing).sum()) if keys else len(shown)
+    return f"{len(shown):,} files" if files == len(shown) else f"{len(shown):,} pictures · {files:,} files"

@@ -35,6 +35,36 @@ def copy_images(dest: Path, count: int = 30, classes: tuple[str, ...] = CLASSES)
     return dest
 
 
+def add_duplicates(images: Path) -> dict[str, list[str]]:
+    """Real duplicates and a degraded file among ``images`` (made by ``copy_images``): a byte copy, a resized
+    copy (60 %) and a mirrored copy of the first image, and a darkened (x0.15) copy of the second one under a
+    new name. Returns {"original": [path], "copies": [paths], "dark": [path]} relative to ``images``."""
+    from PIL import Image, ImageOps
+
+    first, second = sorted(images.glob("*/*.png"))[:2]
+    rel = lambda p: p.relative_to(images).as_posix()  # noqa: E731
+    byte_copy = first.with_name(f"{first.stem} copy.png")
+    shutil.copy2(first, byte_copy)
+    with Image.open(first) as picture:
+        rgb = picture.convert("RGB")
+    resized = first.with_name(f"{first.stem} small.jpg")
+    rgb.resize((max(1, rgb.width * 3 // 5), max(1, rgb.height * 3 // 5)), Image.Resampling.LANCZOS).save(
+        resized, quality=90
+    )
+    mirrored = first.with_name(f"{first.stem} mirrored.png")
+    ImageOps.mirror(rgb).save(mirrored)
+    with Image.open(second) as picture:
+        dark = second.with_name(f"{second.stem} dark.png")
+        picture.convert("RGB").point(lambda v: int(v * 0.15)).save(dark)
+    return {"original": [rel(first)], "copies": [rel(byte_copy), rel(resized), rel(mirrored)], "dark": [rel(dark)]}
+
+
+def first_thumbnails(frames: pd.DataFrame, store: Store, key: str):
+    """(relative path, first decoded frame) of every file, streamed from the store (as the clusters asset does)."""
+    first = frames[frames["error"].isna()].drop_duplicates("relative_path")
+    return zip(first["relative_path"], store.iter_thumbnails(key, first))
+
+
 def write_asset(store: Path, asset: str, key: str, table: pd.DataFrame) -> Path:
     """Writes one asset partition exactly as the pipeline's IO manager does (through ``Store``)."""
     return Path(Store(store).write(asset, key, table))
@@ -98,6 +128,8 @@ def build_store(
         ClusterOptions(k=k, k_range=(2, 6), category_threshold=0.0),
         categories=models.categories,
         seed=seed,
+        manifest=manifest,
+        thumbnails=functools.partial(first_thumbnails, frames, target, key),
     )
     target.write(CLUSTERS, key, clusters)
     projected, _ = build_projection_3d(
@@ -107,13 +139,16 @@ def build_store(
     return key
 
 
-def real_image_store(root: Path, count: int = 30) -> tuple[Path, str, Path]:
+def real_image_store(root: Path, count: int = 30, duplicates: bool = False) -> tuple[Path, str, Path]:
     """(store, partition key, source folder): ``count`` real images through the pipeline functions (cnn, pca,
-    k=4) under ``root``; skips the calling test when the shared data set is missing."""
+    k=4) under ``root``, plus ``add_duplicates``'s copies and dark file when ``duplicates``; skips the calling
+    test when the shared data set is missing."""
     import pytest
 
     if not tuxpaint_available():
         pytest.skip("real-image data set ../shared/datasets/tuxpaint8 not found")
     images = copy_images(root / "photos", count)
+    if duplicates:
+        add_duplicates(images)
     store = root / "store"
     return store, build_store(store, images, backend="cnn", projection="pca", k=4), images

@@ -12,17 +12,28 @@ values (``partitions.sync_state``, ``selection.pick_selection``, ``search.run_qu
 - ``selection``: what a click selects (map point or thumbnail) and the detail panel;
 - ``search``: "more like this" and text search, and the results panel;
 - ``export``: the 2D lasso selection and the CSV downloads;
-- ``corrections``: hand corrections (rename, merge, move the selection) and Apply (re-sort the folder).
+- ``corrections``: hand corrections (rename, merge, move the selection) and Apply (re-sort the folder);
+- ``duplicates``: the duplicates view, "Keep this" copy (a ``keep`` correction) and the flag filter's entries.
 """
 
 from __future__ import annotations
 
 from dash import Dash
 
-from dash_viewer.callbacks import corrections, export, gallery, header, maps, partitions, search, selection
+from dash_viewer.callbacks import (
+    corrections,
+    duplicates,
+    export,
+    gallery,
+    header,
+    maps,
+    partitions,
+    search,
+    selection,
+)
 from dash_viewer.data import ViewerStore
 
-FEATURES = (partitions, header, maps, gallery, selection, search, export, corrections)
+FEATURES = (partitions, header, maps, gallery, selection, search, export, corrections, duplicates)
 
 
 def register(app: Dash, viewer: ViewerStore) -> None:

@@ -12,12 +12,13 @@ from dash_viewer.data import PartitionData, ViewerStore, filter_mask
 
 
 def filter_inputs() -> list[Input]:
-    """The sidebar inputs every view is drawn from: colour, cluster and category filters, file name."""
+    """The sidebar inputs every view is drawn from: colour, cluster and category filters, file name, flags."""
     return [
         Input(ids.COLOR_BY, "value"),
         Input(ids.FILTER_CLUSTER, "value"),
         Input(ids.FILTER_CATEGORY, "value"),
         Input(ids.FILTER_NAME, "value"),
+        Input(ids.FILTER_FLAGS, "value"),
     ]
 
 
@@ -54,8 +55,9 @@ def selection_for(data: PartitionData, idx: int | None) -> dict[str, Any] | None
     return {"partition": data.key, "idx": int(idx), "path": str(data.points["relative_path"].iat[idx])}
 
 
-def mask_of(data: PartitionData, clusters: Any, categories: Any, name: Any) -> np.ndarray:
-    return filter_mask(data, clusters or None, categories or None, name if isinstance(name, str) else None)
+def mask_of(data: PartitionData, clusters: Any, categories: Any, name: Any, flags: Any = None) -> np.ndarray:
+    wanted = [str(f) for f in flags or [] if isinstance(f, str)] or None
+    return filter_mask(data, clusters or None, categories or None, name if isinstance(name, str) else None, wanted)
 
 
 def results_ids(data: PartitionData | None, results: dict[str, Any] | None) -> list[int]:

@@ -22,14 +22,14 @@ def register(app: Dash, viewer: ViewerStore) -> None:
         State(ids.BUILT_GALLERY, "data"),
         prevent_initial_call=True,
     )
-    def _gallery(view, version, color_by, clusters, categories, name, limits, built):
-        key = [version, color_by, clusters, categories, name, limits]
+    def _gallery(view, version, color_by, clusters, categories, name, flags, limits, built):
+        key = [version, color_by, clusters, categories, name, flags, limits]
         if view != "gallery" or key == built:
             return no_update, no_update
         data = current_data(viewer, version)
         if data is None:
             return [], key
-        return views.gallery(data, color_by, mask_of(data, clusters, categories, name), limits), key
+        return views.gallery(data, color_by, mask_of(data, clusters, categories, name, flags), limits), key
 
     @app.callback(
         Output(ids.GALLERY_LIMITS, "data"),

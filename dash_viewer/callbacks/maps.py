@@ -12,7 +12,9 @@ from dash_viewer.callbacks.common import current_data, filter_inputs, highlight_
 from dash_viewer.data import ViewerStore
 from dash_viewer.figures import drawn_state, empty_figure, event_ids, highlight_traces, map_2d, map_3d
 
-PANES = ((ids.PANE_3D, "3d"), (ids.PANE_2D, "2d"), (ids.PANE_GALLERY, "gallery"))
+PANES = ((ids.PANE_3D, "3d"), (ids.PANE_2D, "2d"), (ids.PANE_GALLERY, "gallery"), (ids.PANE_DUPLICATES, "duplicates"))
+#: Panes that are lists of thumbnails (scrolling, padded) rather than a graph.
+LISTS = ("gallery", "duplicates")
 
 
 def register(app: Dash, viewer: ViewerStore) -> None:
@@ -27,12 +29,12 @@ def register(app: Dash, viewer: ViewerStore) -> None:
         State(ids.RESULTS, "data"),
         prevent_initial_call=True,
     )
-    def _map_3d(version, color_by, clusters, categories, name, selected, results):
+    def _map_3d(version, color_by, clusters, categories, name, flags, selected, results):
         data = current_data(viewer, version)
         if data is None:
             return empty_figure("No materialized partitions yet"), "", None, None
-        drawn = drawn_state(data, color_by, clusters, categories, name)
-        mask = mask_of(data, drawn["clusters"], drawn["categories"], drawn["name"])
+        drawn = drawn_state(data, color_by, clusters, categories, name, flags)
+        mask = mask_of(data, drawn["clusters"], drawn["categories"], drawn["name"], drawn["flags"])
         marks = highlight_marks(data, selected, results)
         figure = map_3d(data, drawn["color_by"], mask, marks["selected"], marks["results"])
         shown = int(mask.sum())
@@ -85,16 +87,16 @@ def register(app: Dash, viewer: ViewerStore) -> None:
         State(ids.RESULTS, "data"),
         prevent_initial_call=True,
     )
-    def _map_2d(view, version, color_by, clusters, categories, name, drawn_before, selected, results):
+    def _map_2d(view, version, color_by, clusters, categories, name, flags, drawn_before, selected, results):
         if view != "2d":
             return no_update, no_update, no_update
         data = current_data(viewer, version)
         if data is None:
             return empty_figure(), None, None
-        drawn = drawn_state(data, color_by, clusters, categories, name)
+        drawn = drawn_state(data, color_by, clusters, categories, name, flags)
         if drawn == drawn_before:
             return no_update, no_update, no_update  # already drawn with these inputs: switching tabs is free
-        mask = mask_of(data, drawn["clusters"], drawn["categories"], drawn["name"])
+        mask = mask_of(data, drawn["clusters"], drawn["categories"], drawn["name"], drawn["flags"])
         marks = highlight_marks(data, selected, results)
         figure = map_2d(data, drawn["color_by"], mask, marks["selected"], marks["results"])
         return figure, drawn, marks
@@ -102,7 +104,7 @@ def register(app: Dash, viewer: ViewerStore) -> None:
     @app.callback(*(Output(pane, "className") for pane, _ in PANES), Input(ids.VIEW, "value"))
     def _panes(view):
         return tuple(
-            f"pane{' gallery' if name == 'gallery' else ''}{' active' if view == name else ''}" for _, name in PANES
+            f"pane{' gallery' if name in LISTS else ''}{' active' if view == name else ''}" for _, name in PANES
         )
 
     def _tooltip(hover, drawn):

@@ -65,12 +65,13 @@ def register(app: Dash, viewer: ViewerStore) -> None:
         Input(ids.FILTER_CLUSTER, "value"),
         Input(ids.FILTER_CATEGORY, "value"),
         Input(ids.FILTER_NAME, "value"),
+        Input(ids.FILTER_FLAGS, "value"),
         State(ids.SELECTED, "data"),
         State(ids.TEXT_QUERY, "value"),
         State(ids.RESULTS, "data"),
         prevent_initial_call=True,
     )
-    def _results(_more, _search, _submit, _clear, version, clusters, categories, name, selected, text, results):
+    def _results(_more, _search, _submit, _clear, version, clusters, categories, name, flags, selected, text, results):
         trigger = ctx.triggered_id
         data = current_data(viewer, version)
         if trigger == ids.CLEAR_RESULTS or data is None:
@@ -88,7 +89,7 @@ def register(app: Dash, viewer: ViewerStore) -> None:
             if results.get("partition") != data.key:
                 return None, ""
             query = results.get("query")
-        store, message = run_query(data, query, mask_of(data, clusters, categories, name))
+        store, message = run_query(data, query, mask_of(data, clusters, categories, name, flags))
         if store is None and (query or {}).get("kind") == "text" and trigger in (ids.TEXT_SEARCH, ids.TEXT_QUERY):
             return no_update, message  # a text search that cannot run leaves the results on screen alone
         return store, message

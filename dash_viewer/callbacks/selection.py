@@ -9,6 +9,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, no_update
 from dash_viewer import ids, views
 from dash_viewer.callbacks.common import current_data, selected_index, selection_for
 from dash_viewer.data import PartitionData, ViewerStore
+from dash_viewer.data.duplicates import quality_scores
 from dash_viewer.figures import event_ids
 
 #: Plotly's 3D scene only reports a click when one of its animation frames happens to run while the button is
@@ -117,4 +118,7 @@ def register(app: Dash, viewer: ViewerStore) -> None:
         if data is None:
             return views.detail_panel(None, None), True
         idx = selected_index(data, selected)
-        return views.detail_panel(data, idx), idx is None
+        if idx is None:
+            return views.detail_panel(data, None), True
+        scores = quality_scores(data, idx, viewer.thumbnail(data.key, idx))
+        return views.detail_panel(data, idx, quality=scores), False

@@ -145,13 +145,17 @@ class ViewerStore:
         if not self.is_partition(key):
             raise KeyError(key)
         with self._lock:
-            version = self.version(key)
+            # one read of the stamps for both tokens: a table written between two reads would otherwise give a
+            # version of the old tables with the tables token of the new ones
+            stamps = self.fingerprint(key)
+            version = hashlib.sha1(repr(stamps).encode()).hexdigest()[:12]
             cached = self._data.get(key)
             if cached is not None and cached.version == version:
                 return cached
             stamp = self.stamp(PROJECTION_3D, key)
             updated = datetime.fromtimestamp(stamp[0] if stamp else 0, tz=timezone.utc)
             data = build_partition(self.store, key, version, updated, self.sources().get(key))
+            data.tables_version = hashlib.sha1(repr(stamps[:-1]).encode()).hexdigest()[:12]
             data.points = preview(data.points, self.corrections(key))
             if self.prefetch_vectors:  # ready by the time someone clicks, without delaying the first paint
                 threading.Thread(target=data._vector_pair, name=f"vectors-{key}", daemon=True).start()

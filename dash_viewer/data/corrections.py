@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from neural_sorter.corrections import COLUMN, apply_corrections, describe
+from neural_sorter.corrections import COLUMN, KEEP_COLUMNS, apply_corrections, describe
 
 #: The columns of the points a correction preview changes.
 PREVIEWED = ("cluster_id", "cluster_name", "hier_code")
@@ -32,15 +32,17 @@ PREVIEWED = ("cluster_id", "cluster_name", "hier_code")
 
 def preview(points: pd.DataFrame, corrections: list[dict[str, Any]]) -> pd.DataFrame:
     """``points`` with ``corrections`` applied to their clusters (ids, names, codes) and a ``correction``
-    column; applying corrections a run already applied changes nothing, so all of them are always applied."""
+    column; applying corrections a run already applied changes nothing, so all of them are always applied. A
+    ``keep`` choice makes its file the representative of its duplicate group here too."""
     if COLUMN not in points:
         points = points.assign(**{COLUMN: None})
     if not corrections or "content_hash" not in points:
         return points
-    frame = points[["content_hash", *PREVIEWED, "distance_to_centroid", COLUMN]]
+    copies = [c for c in ("relative_path", "duplicate_group", *KEEP_COLUMNS) if c in points]
+    frame = points[["content_hash", *PREVIEWED, "distance_to_centroid", COLUMN, *copies]]
     corrected = apply_corrections(frame, corrections)
     out = points.copy()
-    for column in (*PREVIEWED, COLUMN):
+    for column in (*PREVIEWED, COLUMN, *[c for c in KEEP_COLUMNS if c in points]):
         out[column] = corrected[column].to_numpy()
     return out
 

@@ -30,6 +30,8 @@ class PartitionData:
     backend: str | None
     model_id: str | None
     method: str | None
+    #: ``ViewerStore.tables_version`` of the tables this was read from (the corrections aside).
+    tables_version: str = ""
     #: Reads the embedding vectors aligned on ``points`` when first needed: the map does not need them, and
     #: at 50,000 x 512 they are most of the bytes to read and decompress.
     vector_loader: Callable[[], tuple[np.ndarray | None, np.ndarray]] | None = field(default=None, repr=False)
@@ -122,8 +124,10 @@ def filter_mask(
     clusters: list[int] | None = None,
     categories: list[str] | None = None,
     name: str | None = None,
+    flags: list[str] | None = None,
 ) -> np.ndarray:
-    """Points that pass the sidebar filters (empty filter = everything); file name match is case-insensitive."""
+    """Points that pass the sidebar filters (empty filter = everything); file name match is case-insensitive;
+    ``flags``: files with any of these quality flags."""
     points = data.points
     mask = np.ones(len(points), dtype=bool)
     if clusters:
@@ -135,6 +139,11 @@ def filter_mask(
     if name and name.strip():
         needle = name.strip().lower()
         mask &= points["relative_path"].str.lower().str.contains(needle, regex=False).to_numpy()
+    if flags and "flags" in points:
+        wanted = {str(f) for f in flags}
+        mask &= np.fromiter(
+            (bool(wanted & set(str(v).split(","))) for v in points["flags"].fillna("")), dtype=bool, count=len(points)
+        )
     return mask
 
 

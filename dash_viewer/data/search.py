@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dash_viewer.data.duplicates import distinct_mask, group_members
 from dash_viewer.data.partition import PartitionData
 
 
@@ -39,11 +40,12 @@ def nearest(
 def neighbours(
     data: PartitionData, idx: int, k: int = 12, candidates: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """ "More like this": the ``k`` nearest other files to point ``idx`` on the embedding vectors (any backend)."""
+    """ "More like this": the ``k`` nearest other pictures to point ``idx`` on the embedding vectors (any
+    backend): one file per duplicate group (``distinct_mask``), and none of ``idx``'s own copies."""
     if data.vectors is None or data.valid_id(idx) is None or not data.has_vector[idx]:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-    allowed = data.has_vector.copy() if candidates is None else data.has_vector & candidates
-    allowed[idx] = False
+    allowed = data.has_vector & distinct_mask(data, candidates)
+    allowed[group_members(data, idx)] = False
     return nearest(data.vectors, data.vectors[idx], k, allowed)
 
 
@@ -91,5 +93,5 @@ def text_search(
     if not query or not query.strip():
         raise TextSearchUnavailable("Type what you are looking for, e.g. “a red car”.")
     vector = text_query_vector(data, query.strip())
-    allowed = data.has_vector if candidates is None else data.has_vector & candidates
+    allowed = data.has_vector & distinct_mask(data, candidates)
     return nearest(data.vectors, vector, k, allowed)  # type: ignore[arg-type]

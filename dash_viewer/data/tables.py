@@ -21,6 +21,18 @@ from dash_viewer.data.partition import UNCLUSTERED, PartitionData
 from neural_sorter.store import Store
 from neural_sorter.tables import CLIP_MODEL, CLUSTERS, EMBEDDINGS, FILE_MANIFEST, PROJECTION_3D
 
+#: The duplicate and quality-flag columns of ``clusters`` the viewer shows (absent in older stores: no copies).
+COPY_COLUMNS = [
+    "duplicate_tier",
+    "is_representative",
+    "group_size",
+    "representative",
+    "similarity",
+    "similar_to",
+    "similar_score",
+    "flags",
+    "review_reason",
+]
 PROJECTION_COLUMNS = ["relative_path", "content_hash", "x", "y", "z", "cluster_id", "cluster_name", "method"]
 CLUSTER_COLUMNS = [
     "relative_path",
@@ -30,6 +42,7 @@ CLUSTER_COLUMNS = [
     "distance_to_centroid",
     "duplicate_group",
     "correction",
+    *COPY_COLUMNS,
 ]
 EMBEDDING_COLUMNS = [
     "relative_path",
@@ -80,6 +93,7 @@ def build_partition(store: Store, key: str, version: str, updated: datetime, sou
     from_clusters = take(strings(clusters, "content_hash", length(clusters)), rows)
     columns["content_hash"] = [h or c for h, c in zip(hashes, from_clusters)]
     columns["distance_to_centroid"] = take_floats(floats(clusters, "distance_to_centroid", length(clusters)), rows)
+    columns.update(copy_columns(clusters, rows))
 
     embeddings = read_table(store, EMBEDDINGS, key, EMBEDDING_COLUMNS)
     rows = rows_for(embeddings, rel)
@@ -102,8 +116,11 @@ def build_partition(store: Store, key: str, version: str, updated: datetime, sou
     if probs is not None and probs.shape[1] != len(categories):
         categories = [f"category {i + 1}" for i in range(probs.shape[1])]
 
-    manifest = read_table(store, FILE_MANIFEST, key, ["relative_path", "path"])
-    full = take(strings(manifest, "path", length(manifest)), rows_for(manifest, rel))
+    manifest = read_table(store, FILE_MANIFEST, key, ["relative_path", "path", "width", "height", "size"])
+    rows = rows_for(manifest, rel)
+    full = take(strings(manifest, "path", length(manifest)), rows)
+    for column in ("width", "height", "size"):
+        columns[column] = take_floats(floats(manifest, column, length(manifest)), rows)
     columns["path"] = [f or (os.path.join(source, r) if source else r) for f, r in zip(full, rel)]
     return PartitionData(
         key=key,
@@ -118,6 +135,22 @@ def build_partition(store: Store, key: str, version: str, updated: datetime, sou
         model_id=model_id,
         method=method,
     )
+
+
+def copy_columns(clusters: pa.Table | None, rows: np.ndarray) -> dict[str, Any]:
+    """The duplicate and flag columns aligned on ``rows``; a file without them is its own representative."""
+    size = length(clusters)
+    out: dict[str, Any] = {}
+    for column in ("duplicate_tier", "representative", "similar_to", "review_reason"):
+        out[column] = take(strings(clusters, column, size), rows)
+    out["flags"] = [f or "" for f in take(strings(clusters, "flags", size), rows)]
+    out["is_representative"] = take_floats(floats(clusters, "is_representative", size, fill=1.0), rows)
+    out["is_representative"] = np.nan_to_num(out["is_representative"], nan=1.0) > 0.5
+    group = take_floats(floats(clusters, "group_size", size, fill=1.0), rows)
+    out["group_size"] = np.nan_to_num(group, nan=1.0).astype(np.int64)
+    for column in ("similarity", "similar_score"):
+        out[column] = take_floats(floats(clusters, column, size), rows)
+    return out
 
 
 def vector_loader(store: Store, key: str, paths: list[str]) -> Callable[[], tuple[np.ndarray | None, np.ndarray]]:
