@@ -144,9 +144,10 @@ def test_embedding_step_job_renders_with_a_gpu_and_validates_against_the_kuberne
 
     config = settings.SorterConfig(embedding_gpus=2)
     run_config = kubernetes.k8s_run_config(config, "s3://bucket/store", "/shared/out")
-    job = kubernetes.defs.resolve_job_def(kubernetes.JOB_NAME)
-    assert job.executor_def.name == "k8s"
-    dg.validate_run_config(job, run_config)
+    with dg.instance_for_test():  # resolving binds to the live instance: never one an earlier test closed
+        job = kubernetes.defs.resolve_job_def(kubernetes.JOB_NAME)
+        assert job.executor_def.name == "k8s"
+        dg.validate_run_config(job, run_config)
     step_config = run_config["execution"]["config"]["per_step_k8s_config"]["embeddings"]
     assert set(run_config["execution"]["config"]["per_step_k8s_config"]) == {"embeddings"}
 
