@@ -19,6 +19,7 @@ One module per concern:
 - ``export``: the CSV of chosen points;
 - ``provenance``: the Dagster run behind a materialization;
 - ``corrections``: hand corrections previewed on the points, their status, and Apply's re-sort runner.
+- ``duplicates``: one picture per duplicate group, the groups for the review, flag counts and a file's flag scores.
 """
 
 from dash_viewer.data.catalog import VIEW_ASSETS, ViewerStore

@@ -127,6 +127,9 @@ def test_copies_duplicates_view_keep_and_flag_filter(served: dict[str, Any], bro
     assert len(shown) == len(set(shown)) and len(members & set(shown)) == 1 and kept_first in shown
     badge = driver.find_element(By.XPATH, f"//div[@id='pane-gallery']//button[starts-with(@title, '{kept_first}')]")
     assert badge.find_element(By.CSS_SELECTOR, ".copies").text == "4 copies"
+    with contextlib.suppress(Exception):
+        ARTIFACTS.mkdir(exist_ok=True)
+        driver.save_screenshot(str(ARTIFACTS / "gallery-copies.png"))
 
     # selecting it: the detail says so; "more like this" lists other pictures, none of its copies
     mouse_click(driver, badge)

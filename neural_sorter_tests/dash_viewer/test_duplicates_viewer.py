@@ -153,3 +153,55 @@ def test_keep_choice_previewed_in_the_viewer_and_applied_by_the_clusters_stage(f
     assert rows.loc[members, "cluster_id"].nunique() == 1
     assert float(rows.at[chosen, "similarity"]) == 1.0
     assert report.metadata["duplicates"]["groups"] == 1
+
+
+@pytest.mark.slow
+def test_keep_choice_moves_the_files_on_the_next_cli_sort(tmp_path, monkeypatch):
+    """What the viewer's Apply runs: ``neural-sorter sort`` of the folder. With the default ``separate`` the
+    kept copy sits in its cluster folder and the others in ``_duplicates/<group>/``; a keep choice swaps that."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from neural_sorter_tests.viewer_store import add_duplicates, copy_images, tuxpaint_available
+
+    if not tuxpaint_available():
+        pytest.skip("real-image data set ../shared/datasets/tuxpaint8 not found")
+    images = copy_images(tmp_path / "photos", 12)
+    made = add_duplicates(images)
+    (tmp_path / "config.yaml").write_text("backend: cnn\nmethod: kmeans\nk: 3\nprojection: pca\n")
+    monkeypatch.setenv("NEURAL_SORTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NEURAL_SORTER_CONFIG", str(tmp_path / "config.yaml"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv("NEURAL_SORTER_STORE", raising=False)
+    command = [str(Path(sys.executable).with_name("neural-sorter")), "sort", str(images), "--json"]
+    out = tmp_path / "sorted"
+
+    def sort(*extra: str) -> None:
+        done = subprocess.run([*command, *extra], capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+
+    def where(name: str) -> str:
+        (found,) = [p for p in out.rglob(name) if ".neural-sorter" not in p.parts]
+        return found.parent.relative_to(out).as_posix()
+
+    sort("--out", str(out))
+    store = Store(tmp_path / "home" / "store")
+    (key,) = store.keys("clusters")
+    viewer = ViewerStore(store, run_lookup=False, stat_ttl=0)
+    data = viewer.load(key)
+    members = made["original"] + made["copies"]
+    kept = data.points.set_index("relative_path").loc[members, "is_representative"]
+    first = str(kept[kept].index[0])
+    chosen = made["copies"][-1] if first != made["copies"][-1] else made["copies"][0]
+    assert "_duplicates/" not in where(first.rsplit("/", 1)[-1])
+    assert "_duplicates/" in where(chosen.rsplit("/", 1)[-1])
+
+    message, changed = keep_copy(viewer, data, data.index_of(chosen))
+    assert changed, message
+    sort()
+    assert "_duplicates/" not in where(chosen.rsplit("/", 1)[-1])
+    assert "_duplicates/" in where(first.rsplit("/", 1)[-1])
+    table = store.read("clusters", key).set_index("relative_path")
+    assert bool(table.at[chosen, "is_representative"]) and table.at[chosen, "correction"] == "keep"
