@@ -23,6 +23,12 @@ from dash_viewer.layout import build_layout
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+# A callback request carries a lasso selection at most (tens of thousands of point ids: well under a MB);
+# anything far larger is refused before Flask reads it into memory.
+MAX_REQUEST_BYTES = 16 * 1024 * 1024
+
+
 def create_app(
     store: str | os.PathLike[str] | None = None,
     *,
@@ -30,6 +36,7 @@ def create_app(
     stat_ttl: float = 1.0,
     run_lookup: bool = True,
     warm: bool = True,
+    allowed_hosts: frozenset[str] | None = LOOPBACK_NAMES,
 ) -> Dash:
     """A viewer for ``store`` (default ``neural_sorter.settings.store_root()``), ready to ``run``.
 
@@ -50,9 +57,25 @@ def create_app(
     register(app, viewer)
     _add_routes(app.server, viewer)
     app.server.config["NEURAL_SORTER_VIEWER"] = viewer
+    _stay_a_local_app(app.server, allowed_hosts)
     if warm:
         threading.Thread(target=viewer.warm, name="viewer-warm", daemon=True).start()
     return app
+
+
+def _stay_a_local_app(server: flask.Flask, allowed_hosts: frozenset[str] | None) -> None:
+    """Request bodies are capped, and on a loopback bind a request whose ``Host`` is not a loopback name is
+    refused: a web page elsewhere cannot reach the viewer by pointing its own DNS name at 127.0.0.1 (DNS
+    rebinding). ``allowed_hosts=None`` (a bind to another interface) accepts any host name."""
+    server.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+
+    @server.before_request
+    def only_local_host_names() -> None:
+        if allowed_hosts is None:
+            return
+        host = flask.request.host.rsplit(":", 1)[0] if not flask.request.host.endswith("]") else flask.request.host
+        if host not in allowed_hosts:
+            flask.abort(403)
 
 
 def viewer_of(app: Dash) -> ViewerStore:
@@ -87,7 +110,8 @@ def _add_routes(server: flask.Flask, viewer: ViewerStore) -> None:
 
 def run(host: str = "127.0.0.1", port: int = 8050, store: str | None = None, debug: bool = False) -> None:
     """Serves the viewer until interrupted (``neural-sorter view`` calls this after setting the home)."""
-    app = create_app(store)
+    local = host in LOOPBACK_NAMES
+    app = create_app(store, allowed_hosts=LOOPBACK_NAMES | {host} if local else None)
     viewer = viewer_of(app)
     partitions = viewer.partitions()
     print(f"neural-sorter viewer on http://{host}:{port}/  (store {viewer.root}, {len(partitions)} partitions)")
