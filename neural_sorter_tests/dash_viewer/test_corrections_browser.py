@@ -11,7 +11,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,9 +18,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from neural_sorter_tests.dash_viewer.browser import chromium, serve
 from neural_sorter_tests.dash_viewer.test_viewer_browser import (
-    CHROMEDRIVER,
-    CHROMIUM,
     choose_view,
     points_box,
     text_of,
@@ -74,48 +72,14 @@ def sorted_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
 
 @pytest.fixture(scope="module")
 def served(sorted_folder: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    from werkzeug.serving import make_server
-
-    from dash_viewer.app import create_app
-
-    app = create_app(sorted_folder["store"], poll_ms=700, stat_ttl=0.2, run_lookup=False, warm=False)
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="corrections-e2e", daemon=True)
-    thread.start()
-    try:
-        yield {**sorted_folder, "url": f"http://127.0.0.1:{server.server_port}/", "downloads": sorted_folder["root"]}
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serve(sorted_folder["store"], "corrections-e2e", warm=False) as url:
+        yield {**sorted_folder, "url": url, "downloads": sorted_folder["root"]}
 
 
 @pytest.fixture(scope="module")
 def browser(served: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install -y chromium chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--window-size=1600,1400",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride", {"width": 1600, "height": 1400, "deviceScaleFactor": 1, "mobile": False}
-    )
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), 1600, 1400) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def choose(driver: Any, dropdown_id: str, label: str) -> None:

@@ -11,7 +11,6 @@ darkened copy of another (``viewer_store.add_duplicates``), through the pipeline
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,11 +19,10 @@ import pytest
 from dash_viewer.data import ViewerStore
 from neural_sorter.corrections import load_corrections
 from neural_sorter.store import Store
+from neural_sorter_tests.dash_viewer.browser import chromium, serve
 from neural_sorter_tests.dash_viewer.test_corrections_browser import choose
 from neural_sorter_tests.dash_viewer.test_viewer_browser import (
     ARTIFACTS,
-    CHROMEDRIVER,
-    CHROMIUM,
     choose_view,
     text_of,
     wait_for,
@@ -41,48 +39,14 @@ N_FILES = N_IMAGES + 4  # three copies of one picture and one darkened picture
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("duplicates-e2e")
     store, key, images = real_image_store(root, N_IMAGES, duplicates=True)
-    from werkzeug.serving import make_server
-
-    from dash_viewer.app import create_app
-
-    app = create_app(store, poll_ms=700, stat_ttl=0.2, run_lookup=False, warm=False)
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="duplicates-e2e", daemon=True)
-    thread.start()
-    try:
-        yield {"url": f"http://127.0.0.1:{server.server_port}/", "store": store, "key": key, "images": images}
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serve(store, "duplicates-e2e", warm=False) as url:
+        yield {"url": url, "store": store, "key": key, "images": images}
 
 
 @pytest.fixture(scope="module")
 def browser(served: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install -y chromium chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--no-first-run",
-        "--window-size=1600,1200",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.execute_cdp_cmd(
-        "Emulation.setDeviceMetricsOverride", {"width": 1600, "height": 1200, "deviceScaleFactor": 1, "mobile": False}
-    )
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), 1600, 1200) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def mouse_click(driver: Any, element: Any) -> None:

@@ -10,7 +10,6 @@ import contextlib
 import csv
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,12 +20,11 @@ import pytest
 
 from dash_viewer.data import ViewerStore
 from dash_viewer.figures import FIRST_GROUP_TRACE, drawn_state, group_ids
+from neural_sorter_tests.dash_viewer.browser import chromium, serve
 from neural_sorter_tests.viewer_store import real_image_store, write_asset
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
-CHROMIUM = Path(os.environ.get("CHROMIUM_BINARY", "/usr/bin/chromium"))
-CHROMEDRIVER = Path(os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 N_IMAGES = 30
 TIMEOUT = 30
@@ -37,66 +35,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     """The viewer on a free localhost port, over a store materialized from 30 real images."""
     root = tmp_path_factory.mktemp("viewer-e2e")
     store, key, images = real_image_store(root, N_IMAGES)
-    from werkzeug.serving import make_server
-
-    from dash_viewer.app import create_app
-
-    app = create_app(store, poll_ms=700, stat_ttl=0.2, run_lookup=False)
-    server = make_server("127.0.0.1", 0, app.server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="viewer-e2e", daemon=True)
-    thread.start()
-    try:
-        yield {
-            "url": f"http://127.0.0.1:{server.server_port}/",
-            "store": store,
-            "key": key,
-            "images": images,
-            "downloads": root / "downloads",
-        }
-    finally:
-        server.shutdown()
-        thread.join(timeout=10)
+    with serve(store, "viewer-e2e") as url:
+        yield {"url": url, "store": store, "key": key, "images": images, "downloads": root / "downloads"}
 
 
 @pytest.fixture(scope="module")
 def browser(served: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not CHROMIUM.exists() or not CHROMEDRIVER.exists():
-        pytest.skip(f"browser test needs {CHROMIUM} and {CHROMEDRIVER}: apt-get install -y chromium chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1600,1000",
-        "--force-device-scale-factor=1",
-        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
-    ):
-        options.add_argument(flag)
-    served["downloads"].mkdir(parents=True, exist_ok=True)
-    options.add_experimental_option(
-        "prefs", {"download.default_directory": str(served["downloads"]), "download.prompt_for_download": False}
-    )
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    driver.execute_cdp_cmd(  # a fixed 1600x1000 viewport whatever the window decorations
-        "Emulation.setDeviceMetricsOverride", {"width": 1600, "height": 1000, "deviceScaleFactor": 1, "mobile": False}
-    )
-    with contextlib.suppress(Exception):  # older drivers: the download preference above is enough
-        driver.execute_cdp_cmd(
-            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(served["downloads"])}
-        )
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile"), 1600, 1000, served["downloads"]) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def wait_for(driver: Any, condition: Callable[[Any], Any], message: str, timeout: float = TIMEOUT) -> Any:
