@@ -84,12 +84,19 @@ def main() -> None:
             result = job.execute_in_process(run_config=config, instance=instance, partition_key=key)
             seconds = time.perf_counter() - started
             meta = instance.get_latest_materialization_event(dg.AssetKey("embeddings")).asset_materialization.metadata
-            steps = {
-                e.step_key: round(e.event_specific_data.duration_ms / 1000, 2)
-                for e in result.all_events if e.is_step_success
-            } if hasattr(result, "all_events") else {}
-            print(f"{label:<18} {seconds:7.1f}s  embedded {meta['embedded'].value:>5}  reused {meta['reused'].value:>5}"
-                  f"  steps {steps}")
+            steps = (
+                {
+                    e.step_key: round(e.event_specific_data.duration_ms / 1000, 2)
+                    for e in result.all_events
+                    if e.is_step_success
+                }
+                if hasattr(result, "all_events")
+                else {}
+            )
+            print(
+                f"{label:<18} {seconds:7.1f}s  embedded {meta['embedded'].value:>5}  reused {meta['reused'].value:>5}"
+                f"  steps {steps}"
+            )
             return seconds
 
         cold = run("cold")

@@ -83,8 +83,18 @@ def main() -> None:
         env.pop("DAGSTER_HOME", None)
         env.pop("NEURAL_SORTER_STORE", None)
         command = [
-            sys.executable, "-m", "neural_sorter.cli", "sort", str(src), "--out", str(Path(tmp) / "sorted"),
-            "--backend", args.backend, "--projection", args.projection, "--json",
+            sys.executable,
+            "-m",
+            "neural_sorter.cli",
+            "sort",
+            str(src),
+            "--out",
+            str(Path(tmp) / "sorted"),
+            "--backend",
+            args.backend,
+            "--projection",
+            args.projection,
+            "--json",
         ]
         samples: list[tuple[float, float]] = []
         started = time.perf_counter()
@@ -103,10 +113,14 @@ def main() -> None:
     summary = json.loads(output.strip().splitlines()[-1])
     t0 = samples[0][0] if samples else 0.0
     top = max(samples, key=lambda s: s[1]) if samples else (0.0, 0.0)
-    print(f"cold run: {seconds:.0f} s, files {summary.get('files')}, actions {summary.get('actions')}, "
-          f"backend {summary.get('backend')}")
-    print(f"peak RSS (ru_maxrss of the run's process): {peak:.0f} MB  [target < 2048 MB: "
-          f"{'met' if peak < 2048 else 'MISSED'}]")
+    print(
+        f"cold run: {seconds:.0f} s, files {summary.get('files')}, actions {summary.get('actions')}, "
+        f"backend {summary.get('backend')}"
+    )
+    print(
+        f"peak RSS (ru_maxrss of the run's process): {peak:.0f} MB  [target < 2048 MB: "
+        f"{'met' if peak < 2048 else 'MISSED'}]"
+    )
     print(f"sampled peak {top[1]:.0f} MB at {top[0] - t0:.0f} s")
     print("per stage (sampled every 0.5 s): seconds, peak RSS")
     bounds = [*steps, ("(after the run: summary)", float("inf"))]

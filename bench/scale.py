@@ -156,15 +156,27 @@ def main() -> None:
         vectors, labels = synthetic_embeddings(args.n, args.dim, args.clusters, args.noise, args.seed)
         np.save(data, vectors)
         np.save(data.with_suffix(".labels.npy"), labels)
-    print(f"data: {args.n} x {args.dim} float32 ({args.n * args.dim * 4 / 2**20:.0f} MB), {args.clusters} clusters, "
-          f"{args.noise:.0%} scattered; cores: {os.cpu_count()}; load average: {os.getloadavg()}")
+    print(
+        f"data: {args.n} x {args.dim} float32 ({args.n * args.dim * 4 / 2**20:.0f} MB), {args.clusters} clusters, "
+        f"{args.noise:.0%} scattered; cores: {os.cpu_count()}; load average: {os.getloadavg()}"
+    )
     tasks = [m for m in args.methods.split(",") if m] + [p for p in args.projections.split(",") if p]
     if args.combined:
         tasks.append(args.combined)
     results = []
     for task in tasks:
-        command = [sys.executable, __file__, "--child", task, "--data", str(data), "--k", args.k, "--seed",
-                   str(args.seed)]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            task,
+            "--data",
+            str(data),
+            "--k",
+            args.k,
+            "--seed",
+            str(args.seed),
+        ]
         started = time.perf_counter()
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout, check=False)
@@ -180,10 +192,16 @@ def main() -> None:
             continue
         result = json.loads(lines[-1])
         results.append(result)
-        extra = {k: v for k, v in result.items() if k not in ("task", "n", "dim", "seconds", "peak_rss_mb",
-                                                               "base_rss_mb", "timings")}
-        print(f"{task:>14}: {result['seconds']:7.1f} s  peak RSS {result['peak_rss_mb'] / 1024:5.2f} GB "
-              f"(base {result['base_rss_mb']} MB)  {result['timings']}  {extra}", flush=True)
+        extra = {
+            k: v
+            for k, v in result.items()
+            if k not in ("task", "n", "dim", "seconds", "peak_rss_mb", "base_rss_mb", "timings")
+        }
+        print(
+            f"{task:>14}: {result['seconds']:7.1f} s  peak RSS {result['peak_rss_mb'] / 1024:5.2f} GB "
+            f"(base {result['base_rss_mb']} MB)  {result['timings']}  {extra}",
+            flush=True,
+        )
     by_task = {r["task"]: r for r in results}
     targets = [("kmeans+umap", 180, 3072), ("hdbscan", 300, None)]
     for task, seconds, megabytes in targets:

@@ -51,8 +51,20 @@ from neural_sorter.inventory import build_file_manifest, source_path  # noqa: E4
 
 TUXPAINT = ROOT.parent / "shared" / "datasets" / "tuxpaint8"
 SKIMAGE_PHOTOS = [
-    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg",
-    "retina.jpg", "ihc.png", "camera.png", "brick.png", "grass.png", "gravel.png", "moon.png", "coins.png",
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "ihc.png",
+    "camera.png",
+    "brick.png",
+    "grass.png",
+    "gravel.png",
+    "moon.png",
+    "coins.png",
 ]
 SIZES = [(1920, 1080), (2560, 1440), (4032, 3024), (3024, 4032), (1080, 1920), (6000, 4000)]
 
@@ -71,8 +83,9 @@ def _make_one(job: tuple[str, tuple[int, int], str, int]) -> int:
     if image.mode == "RGBA":
         image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
     scale = max(size[0] / image.width, size[1] / image.height)  # cover, then centre-crop to the exact size
-    resized = image.resize((max(size[0], round(image.width * scale)), max(size[1], round(image.height * scale))),
-                           Image.Resampling.BICUBIC)
+    resized = image.resize(
+        (max(size[0], round(image.width * scale)), max(size[1], round(image.height * scale))), Image.Resampling.BICUBIC
+    )
     left, top = (resized.width - size[0]) // 2, (resized.height - size[1]) // 2
     pixels = np.asarray(resized.crop((left, top, left + size[0], top + size[1])), dtype=np.int16)
     grain = np.random.default_rng(seed).normal(0, 3, (*pixels.shape[:2], 1)).astype(np.int16)
@@ -92,8 +105,10 @@ def make_photos(folder: Path, count: int, seed: int = 0) -> list[Path]:
     photos = [_skimage_dir() / name for name in SKIMAGE_PHOTOS if (_skimage_dir() / name).exists()]
     rng = np.random.default_rng(seed)
     pool = [*sources, *photos]
-    order = [photos[i % len(photos)] if i % 16 == 0 and photos else pool[j] for i, j in
-             enumerate(rng.permutation(max(count, len(pool)))[:count] % len(pool))]  # every 16th a real photo
+    order = [
+        photos[i % len(photos)] if i % 16 == 0 and photos else pool[j]
+        for i, j in enumerate(rng.permutation(max(count, len(pool)))[:count] % len(pool))
+    ]  # every 16th a real photo
     jobs = [(str(src), SIZES[i % len(SIZES)], str(folder / f"{i:05d}.jpg"), seed + i) for i, src in enumerate(order)]
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool_:
         list(pool_.map(_make_one, jobs, chunksize=4))
@@ -115,18 +130,34 @@ def random_clip_dir(folder: Path) -> Path:
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
     (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
     bos, eos = len(tokens) - 2, len(tokens) - 1
-    text = CLIPTextConfig(vocab_size=49408, hidden_size=512, intermediate_size=2048, num_hidden_layers=12,
-                          num_attention_heads=8, max_position_embeddings=77, bos_token_id=bos, eos_token_id=eos,
-                          pad_token_id=eos)
-    vision = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                              image_size=224, patch_size=32)
+    text = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=512,
+        intermediate_size=2048,
+        num_hidden_layers=12,
+        num_attention_heads=8,
+        max_position_embeddings=77,
+        bos_token_id=bos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+    vision = CLIPVisionConfig(
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        image_size=224,
+        patch_size=32,
+    )
     config = CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=512)
     torch.manual_seed(0)
     CLIPModel(config).eval().save_pretrained(folder)
     CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77).save_pretrained(folder)
     CLIPImageProcessor(
-        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224},
-        image_mean=[0.48145466, 0.4578275, 0.40821073], image_std=[0.26862954, 0.26130258, 0.27577711],
+        size={"shortest_edge": 224},
+        crop_size={"height": 224, "width": 224},
+        image_mean=[0.48145466, 0.4578275, 0.40821073],
+        image_std=[0.26862954, 0.26130258, 0.27577711],
     ).save_pretrained(folder)
     return folder
 
@@ -211,8 +242,11 @@ def bench_runtimes(name: str, args: argparse.Namespace, tensors: np.ndarray, fra
             print(f"  {runtime} {precision}: not available here (got {encoder.runtime} {encoder.precision})")
             continue
         seconds, _ = timed(forward_all, encoder, tensors[: args.batch_size], args.batch_size)  # export/compile
-        print(f"  {runtime} {precision}: model id {encoder.model_id}; first batch incl. load/export/compile "
-              f"{seconds:.1f} s", flush=True)
+        print(
+            f"  {runtime} {precision}: model id {encoder.model_id}; first batch incl. load/export/compile "
+            f"{seconds:.1f} s",
+            flush=True,
+        )
         built[(runtime, precision)] = encoder
     forward: dict[tuple, list[float]] = {k: [] for k in built}
     stage: dict[tuple, list[float]] = {k: [] for k in built}
@@ -227,15 +261,20 @@ def bench_runtimes(name: str, args: argparse.Namespace, tensors: np.ndarray, fra
     figures = {}
     reference = vectors.get(("torch", "fp32"))
     base = statistics.median(forward[("torch", "fp32")]) if ("torch", "fp32") in forward else None
-    print(f"  runtime table, {len(tensors)} images, batch {args.batch_size}, {args.rounds} interleaved rounds, "
-          f"median img/s ({load()}):")
+    print(
+        f"  runtime table, {len(tensors)} images, batch {args.batch_size}, {args.rounds} interleaved rounds, "
+        f"median img/s ({load()}):"
+    )
     for key in built:
         a, c = statistics.median(forward[key]), statistics.median(stage[key])
         mean, worst = cosine(vectors[key], reference) if reference is not None else (float("nan"),) * 2
         ratio = f"x{a / base:.2f}" if base else ""
         figures[f"{key[0]}_{key[1]}"] = {"a": a, "c_stage": c, "cos_mean": mean, "cos_min": worst}
-        print(f"    {key[0]:<12} {key[1]:<5} (a) {a:7.2f} {ratio:>6}   (c'') {c:7.2f}   cosine to torch fp32 "
-              f"mean {mean:.6f} min {worst:.6f}   rounds {[round(x, 1) for x in forward[key]]}", flush=True)
+        print(
+            f"    {key[0]:<12} {key[1]:<5} (a) {a:7.2f} {ratio:>6}   (c'') {c:7.2f}   cosine to torch fp32 "
+            f"mean {mean:.6f} min {worst:.6f}   rounds {[round(x, 1) for x in forward[key]]}",
+            flush=True,
+        )
     return figures
 
 
@@ -243,10 +282,14 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
     device = torch.device("cpu")
     options = DecodeOptions(thumbnail_size=args.thumbnail_size, workers=args.workers)
     workers = worker_count(args.workers)
-    encoder = encoders.encoder_for(name, str(clip_dir), device, None) if name == "clip" else encoders.cnn_encoder(
-        device)
-    print(f"\n== {name}: {encoder.model_id}; batch {args.batch_size}, decode workers {workers}, torch threads "
-          f"{torch.get_num_threads()}", flush=True)
+    encoder = (
+        encoders.encoder_for(name, str(clip_dir), device, None) if name == "clip" else encoders.cnn_encoder(device)
+    )
+    print(
+        f"\n== {name}: {encoder.model_id}; batch {args.batch_size}, decode workers {workers}, torch threads "
+        f"{torch.get_num_threads()}",
+        flush=True,
+    )
     figures: dict[str, float] = {}
 
     # Decoded thumbnails and model-ready tensors, used by (a) and the embeddings-stage-alone figure.
@@ -254,8 +297,9 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
     figures["b_files_to_thumbnails"] = len(paths) / seconds
     good = frames[frames["error"].isna()]
     thumbs = list(good["thumbnail"])
-    seconds, batches = timed(lambda: list(encoders._prefetched_batches(thumbs, encoder.preprocess, args.batch_size,
-                                                                        workers)))
+    seconds, batches = timed(
+        lambda: list(encoders._prefetched_batches(thumbs, encoder.preprocess, args.batch_size, workers))
+    )
     figures["b_thumbnails_to_tensors"] = len(thumbs) / seconds
     tensors = np.concatenate(batches)
     if args.runtimes:
@@ -286,12 +330,14 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
         report("(b) for scale: full-resolution decode, no draft", figures["b_full_resolution_decode"])
 
     # (c)
-    seconds, (_, _, table, _) = timed(encoders.decode_and_embed, manifest, encoder, options,
-                                      batch_size=args.batch_size)
+    seconds, (_, _, table, _) = timed(encoders.decode_and_embed, manifest, encoder, options, batch_size=args.batch_size)
     figures["c_streamed"] = len(table) / seconds
     report("(c) files -> vectors, decode_and_embed (overlapped)", figures["c_streamed"])
-    seconds, _ = timed(lambda: encoders.build_embeddings(decode_manifest(manifest, options)[0], encoder,
-                                                          batch_size=args.batch_size, workers=workers))
+    seconds, _ = timed(
+        lambda: encoders.build_embeddings(
+            decode_manifest(manifest, options)[0], encoder, batch_size=args.batch_size, workers=workers
+        )
+    )
     figures["c_two_stages"] = len(rows) / seconds
     report("(c') files -> vectors, decode_manifest then build_embeddings", figures["c_two_stages"])
     seconds, _ = timed(encoders.build_embeddings, frames, encoder, batch_size=args.batch_size, workers=workers)
@@ -306,23 +352,29 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
     report(f"(d') the same loop with the pipeline's draft decoder ({len(subset)})", figures["d_baseline_draft"])
 
     for label, c in (("c", "c_streamed"), ("c'", "c_two_stages"), ("c''", "c_embeddings_stage")):
-        print(f"  ratio ({label})/(a) = {figures[c] / figures['a_forward']:.3f}   "
-              f"({label})/(d) = {figures[c] / figures['d_baseline']:.2f}   "
-              f"({label})/(d') = {figures[c] / figures['d_baseline_draft']:.2f}")
+        print(
+            f"  ratio ({label})/(a) = {figures[c] / figures['a_forward']:.3f}   "
+            f"({label})/(d) = {figures[c] / figures['d_baseline']:.2f}   "
+            f"({label})/(d') = {figures[c] / figures['d_baseline_draft']:.2f}"
+        )
     # On a CPU, decoding and the model share the same cores; each alone already uses all of them, so their
     # times per image add up and no overlap can hide decoding: (c) <= 1 / (1/(a) + 1/(b files -> tensors)).
     bound = 1.0 / (1.0 / figures["a_forward"] + 1.0 / figures["b_files_to_tensors"])
     figures["c_cpu_bound"] = bound
-    print(f"  CPU budget: with decoding and the model on the same cores, (c) can reach at most "
-          f"{bound:.2f} img/s = {bound / figures['a_forward']:.3f} of (a)")
+    print(
+        f"  CPU budget: with decoding and the model on the same cores, (c) can reach at most "
+        f"{bound:.2f} img/s = {bound / figures['a_forward']:.3f} of (a)"
+    )
 
     # Reduced precision
     for precision in args.precisions.split(","):
         if not precision:
             continue
         if precision == "int8" and name != "clip":
-            print("  int8: nothing to quantize (dynamic quantization covers linear layers; these features come "
-                  "from convolutions)")
+            print(
+                "  int8: nothing to quantize (dynamic quantization covers linear layers; these features come "
+                "from convolutions)"
+            )
             continue
         if precision == "int8":
             reduced = encoders.encoder_for(name, str(clip_dir), device, None, precision="int8")
@@ -335,11 +387,15 @@ def bench_model(name: str, args: argparse.Namespace, paths: list[Path], manifest
         mean, worst = cosine(vectors, reference[: len(sample)])
         figures[f"a_forward_{precision}"] = rate
         figures[f"cosine_{precision}_mean"], figures[f"cosine_{precision}_min"] = mean, worst
-        report(f"(a) forward {precision} ({len(sample)} images): x{rate / figures['a_forward']:.2f} of fp32, "
-               f"cosine mean {mean:.4f} min {worst:.4f}", rate)
+        report(
+            f"(a) forward {precision} ({len(sample)} images): x{rate / figures['a_forward']:.2f} of fp32, "
+            f"cosine mean {mean:.4f} min {worst:.4f}",
+            rate,
+        )
         if precision in encoders.PRECISIONS and precision != "fp32":
-            seconds, (_, _, table, _) = timed(encoders.decode_and_embed, manifest, reduced, options,
-                                              batch_size=args.batch_size)
+            seconds, (_, _, table, _) = timed(
+                encoders.decode_and_embed, manifest, reduced, options, batch_size=args.batch_size
+            )
             figures[f"c_streamed_{precision}"] = len(table) / seconds
             report(f"(c) files -> vectors, decode_and_embed, {precision}", figures[f"c_streamed_{precision}"])
     return figures
@@ -356,13 +412,20 @@ def main() -> None:
     parser.add_argument("--bf16-images", type=int, default=64, help="bf16 is slow on CPUs without AMX: a subset")
     parser.add_argument("--baseline-images", type=int, default=0, help="files for (d); 0 = all")
     parser.add_argument("--full-decode", action="store_true", help="also time full-resolution decoding (no draft)")
-    parser.add_argument("--runtimes", default="all", help="runtime:precision list for the runtime table "
-                        "(torch:fp32,onnxruntime:fp32,openvino:fp32,openvino:bf16), 'all', or '' for none")
+    parser.add_argument(
+        "--runtimes",
+        default="all",
+        help="runtime:precision list for the runtime table "
+        "(torch:fp32,onnxruntime:fp32,openvino:fp32,openvino:bf16), 'all', or '' for none",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the runtime table")
     parser.add_argument("--runtimes-only", action="store_true", help="only the runtime table")
     parser.add_argument("--torch-threads", type=int, default=0, help="0 = torch's default")
-    parser.add_argument("--clip-model", help="a real CLIP (hub id or folder) instead of random ViT-B/32 weights, "
-                        "e.g. to check int8's cosine to fp32 on trained weights")
+    parser.add_argument(
+        "--clip-model",
+        help="a real CLIP (hub id or folder) instead of random ViT-B/32 weights, "
+        "e.g. to check int8's cosine to fp32 on trained weights",
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "neural-sorter-bench")
     args = parser.parse_args()
     if args.torch_threads:
@@ -371,8 +434,10 @@ def main() -> None:
     folder = args.workdir / f"photos-{args.images}"
     seconds, paths = timed(make_photos, folder, args.images)
     sizes = [os.path.getsize(p) for p in paths]
-    print(f"{len(paths)} JPEGs in {folder} ({np.mean(sizes) / 2**20:.2f} MB each on average, "
-          f"sizes {', '.join(f'{w}x{h}' for w, h in SIZES)}; ready in {seconds:.0f} s)")
+    print(
+        f"{len(paths)} JPEGs in {folder} ({np.mean(sizes) / 2**20:.2f} MB each on average, "
+        f"sizes {', '.join(f'{w}x{h}' for w, h in SIZES)}; ready in {seconds:.0f} s)"
+    )
     print(f"cores {os.cpu_count()}, torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, {load()}")
     manifest = build_file_manifest(folder)
     clip_dir = None
@@ -386,13 +451,17 @@ def main() -> None:
         if args.runtimes_only:
             continue
         a, d = figures["a_forward"], figures["d_baseline"]
-        print(f"  {name}: (a) {a:.2f}  (d) {d:.2f}  (d') {figures['d_baseline_draft']:.2f} img/s; "
-              f"CPU-budget bound for (c) {figures['c_cpu_bound']:.2f}")
+        print(
+            f"  {name}: (a) {a:.2f}  (d) {d:.2f}  (d') {figures['d_baseline_draft']:.2f} img/s; "
+            f"CPU-budget bound for (c) {figures['c_cpu_bound']:.2f}"
+        )
         for label, key in (("c", "c_streamed"), ("c''", "c_embeddings_stage")):
             c = figures[key]
-            print(f"    ({label}) {c:.2f} img/s   ({label})/(a) = {c / a:.3f} "
-                  f"[target >= 0.9: {'met' if c / a >= 0.9 else 'MISSED'}]   ({label})/(d) = {c / d:.2f} "
-                  f"[target >= 3: {'met' if c / d >= 3 else 'MISSED'}]")
+            print(
+                f"    ({label}) {c:.2f} img/s   ({label})/(a) = {c / a:.3f} "
+                f"[target >= 0.9: {'met' if c / a >= 0.9 else 'MISSED'}]   ({label})/(d) = {c / d:.2f} "
+                f"[target >= 3: {'met' if c / d >= 3 else 'MISSED'}]"
+            )
 
 
 if __name__ == "__main__":

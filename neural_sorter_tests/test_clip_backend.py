@@ -197,9 +197,7 @@ def test_decode_and_embed_matches_the_two_stages(tiny_clip_dir: Path, decoded) -
     options = DecodeOptions(thumbnail_size=64, frames_per_video=3, workers=2)
     two_stage, _ = build_embeddings(frames, encoder, batch_size=4)
 
-    streamed_frames, decode_stats, streamed, stats = encoders.decode_and_embed(
-        manifest, encoder, options, batch_size=4
-    )
+    streamed_frames, decode_stats, streamed, stats = encoders.decode_and_embed(manifest, encoder, options, batch_size=4)
     assert decode_stats == {"reused": 0, "decoded": 7, "failed": 0}
     pd.testing.assert_frame_equal(streamed_frames.drop(columns="thumbnail"), frames.drop(columns="thumbnail"))
     assert list(streamed["relative_path"]) == list(two_stage["relative_path"])
