@@ -249,11 +249,14 @@ def with_copies(table: pd.DataFrame, files: pd.DataFrame, copies: pd.DataFrame, 
 
 
 def _gallery(table: pd.DataFrame, sizes: pd.Series, first_thumbnails: Callable[[list[str]], dict[str, bytes]]) -> str:
-    """Up to 24 clusters, eight members each, nearest the centre first."""
+    """Up to 24 clusters, eight distinct pictures each (one per duplicate group), nearest the centre first."""
     from neural_sorter.previews import as_markdown_image, montage
 
+    distinct = table[table["is_representative"].fillna(True).astype(bool)] if "is_representative" in table else table
     shown = {
-        name: list(table[table["cluster_name"] == name].sort_values("distance_to_centroid")["relative_path"].head(8))
+        name: list(
+            distinct[distinct["cluster_name"] == name].sort_values("distance_to_centroid")["relative_path"].head(8)
+        )
         for name in sizes.index[:24]
     }
     thumbs = first_thumbnails([p for paths in shown.values() for p in paths])
