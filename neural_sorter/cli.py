@@ -219,7 +219,19 @@ def cmd_sort(args: argparse.Namespace) -> int:
             print(json.dumps(summary), flush=True)
         else:
             _print_summary(summary)
+        if summary.get("placement_errors"):
+            status = status or PARTLY_PLACED
+            print(
+                f"neural-sorter: error: {len(summary['placement_errors'])} file(s) of {source} could not be "
+                f"placed (listed above); the rest are in {out}/{key}; fix the cause and sort again",
+                file=sys.stderr,
+            )
     return status
+
+
+# Exit status of a sort whose pipeline ran but some files could not be placed (e.g. a full disk): distinct
+# from 1 (a run failed) and 2 (bad usage), so scripts can tell partial work from none.
+PARTLY_PLACED = 3
 
 
 def _was_interrupted(failure: str) -> bool:
