@@ -109,6 +109,9 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         Column("similar_score", "float64", "Its similarity."),
         Column("flags", "string", "Quality flags, comma-separated (blurry, too_dark, ...); empty when none."),
         Column("review_reason", "string", "The first flag: the _review/<reason>/ folder with --review."),
+        Column("signature_hashes", "list<uint64>", "Perceptual hashes of the 8 turns/mirrors (reused by content)."),
+        Column("signature_descriptor", "list<float32>", "Turn-invariant thumbnail descriptor (reused by content)."),
+        Column("pixel_scores", "list<float32>", "blurry, too_dark, too_bright, low_information scores."),
         Column("method", "string", "The clustering method."),
         Column("settings", "string", "The clustering signature; a change re-clusters."),
         Column(
@@ -135,6 +138,7 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         Column("run_id", "string", "The reorganization run."),
         Column("previous_destination", "string", "Where it was before (relocations)."),
         Column("error", "string", "Why the placement failed, if it did."),
+        Column("note", "string", "Why a file was kept where it is (e.g. the user edited the copy), if it was."),
         Column("dry_run", "bool", "Only the manifest was written."),
     ),
 }

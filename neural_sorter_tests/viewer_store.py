@@ -59,12 +59,6 @@ def add_duplicates(images: Path) -> dict[str, list[str]]:
     return {"original": [rel(first)], "copies": [rel(byte_copy), rel(resized), rel(mirrored)], "dark": [rel(dark)]}
 
 
-def first_thumbnails(frames: pd.DataFrame, store: Store, key: str):
-    """(relative path, first decoded frame) of every file, streamed from the store (as the clusters asset does)."""
-    first = frames[frames["error"].isna()].drop_duplicates("relative_path")
-    return zip(first["relative_path"], store.iter_thumbnails(key, first))
-
-
 def write_asset(store: Path, asset: str, key: str, table: pd.DataFrame) -> Path:
     """Writes one asset partition exactly as the pipeline's IO manager does (through ``Store``)."""
     return Path(Store(store).write(asset, key, table))
@@ -88,7 +82,7 @@ def build_store(
     import torch
 
     from neural_sorter.stages.clip_model import build_clip_model
-    from neural_sorter.stages.clusters import ClusterOptions, build_clusters
+    from neural_sorter.stages.clusters import ClusterOptions, build_clusters, first_thumbnail_stream
     from neural_sorter.stages.decoded_frames import FrameOptions, build_decoded_frames
     from neural_sorter.stages.embeddings import EmbeddingOptions, build_embeddings
     from neural_sorter.stages.file_manifest import build_file_manifest
@@ -129,7 +123,7 @@ def build_store(
         categories=models.categories,
         seed=seed,
         manifest=manifest,
-        thumbnails=functools.partial(first_thumbnails, frames, target, key),
+        thumbnails=first_thumbnail_stream(frames, functools.partial(target.iter_thumbnails, key)),
     )
     target.write(CLUSTERS, key, clusters)
     projected, _ = build_projection_3d(

@@ -82,7 +82,7 @@ def build_clusters(
     first_thumbnails: Callable[[list[str]], dict[str, bytes]] | None = None,
     corrections: list[dict] | None = None,
     manifest: pd.DataFrame | None = None,
-    thumbnails: Callable[[], Iterable[tuple[str, bytes]]] | None = None,
+    thumbnails: Callable[[set[str]], Iterable[tuple[str, bytes]]] | None = None,
     duplicates: DuplicateOptions | None = None,
     quality: QualityOptions | None = None,
 ) -> tuple[pd.DataFrame, StageReport]:
@@ -99,10 +99,10 @@ def build_clusters(
 
     started = time.perf_counter()
     all_files, all_vectors = embeddings, vectors_of(embeddings)
-    copies = flags = None
+    copies = flags = signals = None
     if manifest is not None and len(embeddings):
-        copies, flags = find_copies_and_flags(
-            embeddings, manifest, thumbnails, duplicates or DuplicateOptions(), quality or QualityOptions()
+        copies, flags, signals = find_copies_and_flags(
+            embeddings, manifest, thumbnails, duplicates or DuplicateOptions(), quality or QualityOptions(), previous
         )
         copies = apply_keeps(copies, corrections or [])  # the copy chosen by hand is the group's point
         points = copies["is_representative"].to_numpy(bool)
@@ -151,7 +151,7 @@ def build_clusters(
             marks = previous.drop_duplicates("content_hash").set_index("content_hash")[CORRECTION]
             table[CORRECTION] = table["content_hash"].map(marks)
     if copies is not None:
-        table = with_copies(table, all_files, copies, flags)
+        table = with_copies(table, all_files, copies, flags, signals)
     table = apply_corrections(table, corrections or [], vectors=all_vectors)
     seconds = time.perf_counter() - started
     sizes = table.groupby("cluster_name").size().sort_values(ascending=False)
@@ -167,6 +167,7 @@ def build_clusters(
             "duplicate_files": int(table["duplicate_group"].notna().sum()),
             "duplicates": duplicate_summary(copies) if copies is not None else "not checked",
             "flagged_files": int(table["flags"].astype(bool).sum()) if "flags" in table else 0,
+            "thumbnails_measured": signals.attrs.get("measured", 0) if copies is not None else 0,
             "seconds": round(seconds, 3),
             "details": result.details,
             "corrections": len(corrections or []),
@@ -198,18 +199,28 @@ COPY_COLUMNS = [
 FLAG_COLUMNS = ["flags", "review_reason"]
 
 
+PIXEL_SCORES = ["blurry", "too_dark", "too_bright", "low_information"]
+SIGNAL_COLUMNS = ["signature_hashes", "signature_descriptor", "pixel_scores"]
+
+
 def find_copies_and_flags(
     embeddings: pd.DataFrame,
     manifest: pd.DataFrame,
-    thumbnails: Callable[[], Iterable[tuple[str, bytes]]] | None,
+    thumbnails: Callable[[set[str]], Iterable[tuple[str, bytes]]] | None,
     duplicates: DuplicateOptions,
     quality: QualityOptions,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Duplicate groups and quality flags from one pass over the first thumbnail of every file (the hash
-    signatures and the pixel scores are both computed from it, a chunk at a time, so memory stays flat)."""
+    previous: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(duplicate groups, quality flags, per-file signals) from one pass over the first thumbnail of every file
+    whose content is new: the hash signatures and pixel scores of content ``previous`` already measured are
+    reused by content hash, so a re-sort reads and measures only new files. ``thumbnails(paths)`` yields
+    (path, first thumbnail) for those paths; the pass goes a chunk at a time, so memory stays flat."""
     from neural_sorter.duplicates import find_duplicates, thumbnail_signatures
     from neural_sorter.quality_flags import quality_flags, thumbnail_scores
 
+    cached_signatures, cached_pixels = _cached_signals(previous)
+    path_hash = dict(zip(embeddings["relative_path"], embeddings["content_hash"]))
+    needed = {p for p, h in path_hash.items() if h not in cached_signatures or h not in cached_pixels}
     signatures: dict = {}
     scores: list[pd.DataFrame] = []
     chunk: list[tuple[str, bytes]] = []
@@ -220,17 +231,60 @@ def find_copies_and_flags(
             scores.append(thumbnail_scores(chunk))
             chunk.clear()
 
-    for item in thumbnails() if thumbnails is not None else ():
+    for item in thumbnails(needed) if thumbnails is not None and needed else ():
         chunk.append(item)
         if len(chunk) >= 1024:
             flush()
     flush()
+    fresh_pixels = pd.concat(scores, ignore_index=True) if scores else thumbnail_scores([])
+    pixels = {p: row for p, row in zip(fresh_pixels["relative_path"], fresh_pixels[PIXEL_SCORES].to_numpy(float))}
+    for path, content in path_hash.items():
+        if path not in signatures and content in cached_signatures:
+            signatures[path] = cached_signatures[content]
+        if path not in pixels and content in cached_pixels:
+            pixels[path] = cached_pixels[content]
     copies = find_duplicates(embeddings, manifest, signatures if duplicates.use_hash else None, duplicates)
-    pixel_scores = pd.concat(scores, ignore_index=True) if scores else thumbnail_scores([])
-    return copies, quality_flags(manifest, pixel_scores, quality)
+    pixel_table = pd.DataFrame(
+        [{"relative_path": p, **dict(zip(PIXEL_SCORES, row))} for p, row in pixels.items()],
+        columns=["relative_path", *PIXEL_SCORES],
+    )
+    signals = pd.DataFrame(
+        {
+            "relative_path": list(path_hash),
+            "signature_hashes": [_as_list(signatures.get(p, (None, None))[0], np.uint64) for p in path_hash],
+            "signature_descriptor": [_as_list(signatures.get(p, (None, None))[1], np.float32) for p in path_hash],
+            "pixel_scores": [_as_list(pixels.get(p), np.float32) for p in path_hash],
+        }
+    )
+    signals.attrs["measured"] = len(needed)
+    return copies, quality_flags(manifest, pixel_table, quality), signals
 
 
-def with_copies(table: pd.DataFrame, files: pd.DataFrame, copies: pd.DataFrame, flags: pd.DataFrame) -> pd.DataFrame:
+def _as_list(values, dtype) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=dtype)
+
+
+def _cached_signals(previous: pd.DataFrame | None) -> tuple[dict, dict]:
+    """{content hash: (hashes, descriptor)} and {content hash: pixel scores} measured by an earlier run."""
+    if previous is None or not all(c in previous for c in SIGNAL_COLUMNS):
+        return {}, {}
+    signatures, pixels = {}, {}
+    for content, hashes, descriptor, scores in zip(
+        previous["content_hash"],
+        previous["signature_hashes"],
+        previous["signature_descriptor"],
+        previous["pixel_scores"],
+    ):
+        if hashes is not None and descriptor is not None and len(hashes):
+            signatures[content] = (np.asarray(hashes, np.uint64), np.asarray(descriptor, np.float32))
+        if scores is not None and len(scores) == len(PIXEL_SCORES):
+            pixels[content] = np.asarray(scores, float)
+    return signatures, pixels
+
+
+def with_copies(
+    table: pd.DataFrame, files: pd.DataFrame, copies: pd.DataFrame, flags: pd.DataFrame, signals: pd.DataFrame
+) -> pd.DataFrame:
     """The per-file table from the representatives' rows: each copy takes its representative's cluster, name
     and code; the duplicate and flag columns are joined on."""
     by_path = table.set_index("relative_path")
@@ -245,6 +299,7 @@ def with_copies(table: pd.DataFrame, files: pd.DataFrame, copies: pd.DataFrame, 
     flagged = flags[["relative_path", *FLAG_COLUMNS]].drop_duplicates("relative_path")
     rows = rows.merge(flagged, on="relative_path", how="left")
     rows["flags"] = rows["flags"].fillna("")
+    rows = rows.drop(columns=[c for c in SIGNAL_COLUMNS if c in rows]).merge(signals, on="relative_path", how="left")
     return rows
 
 
@@ -277,5 +332,18 @@ def first_thumbnail_reader(
         wanted = set(paths)
         first = frames[frames["error"].isna() & frames["relative_path"].isin(wanted)].drop_duplicates("relative_path")
         return dict(zip(first["relative_path"], stream(first)))
+
+    return read
+
+
+def first_thumbnail_stream(
+    frames: pd.DataFrame, stream: Callable[[pd.DataFrame], Iterable[bytes]]
+) -> Callable[[set[str]], Iterable[tuple[str, bytes]]]:
+    """paths -> (path, first decoded frame) of each, in stored order, streamed through ``stream`` (the store's
+    thumbnail stream): what ``find_copies_and_flags`` measures."""
+
+    def read(paths: set[str]) -> Iterable[tuple[str, bytes]]:
+        first = frames[frames["error"].isna() & frames["relative_path"].isin(paths)].drop_duplicates("relative_path")
+        return zip(first["relative_path"], stream(first))
 
     return read

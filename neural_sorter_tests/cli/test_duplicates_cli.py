@@ -72,7 +72,7 @@ def test_copies_are_reported_kept_together_separated_and_undone(tmp_path):
     in_duplicates = [p for p in (tree / "_duplicates").rglob("*") if p.is_file()]
     assert len({p.parent for p in in_duplicates if p.parent.name == mine[0]["group"]}) == 1
     assert len(in_duplicates) >= len(found) - 1  # every copy but the representative
-    clusters = {p.parent.name: p for p in tree.iterdir() if p.is_dir() and not p.name.startswith("_")}
+    clusters = {p.name: p for p in tree.iterdir() if p.is_dir() and not p.name.startswith("_")}
     holding = [name for name, folder in clusters.items() if any(folder.iterdir())]
     representative_folder = next(
         name for name, folder in clusters.items() if (folder / Path(mine[0]["representative"]).name).exists()

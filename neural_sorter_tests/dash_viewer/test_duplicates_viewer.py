@@ -24,7 +24,7 @@ from dash_viewer.layout import flag_options
 from neural_sorter import corrections
 from neural_sorter.store import Store
 from neural_sorter.tables import DECODED_FRAMES, EMBEDDINGS, FILE_MANIFEST
-from neural_sorter_tests.viewer_store import first_thumbnails, real_image_store
+from neural_sorter_tests.viewer_store import real_image_store
 
 N_IMAGES = 24
 N_FILES = N_IMAGES + 4
@@ -114,7 +114,7 @@ def test_views_show_copies_badge_groups_and_scores(built):
 
 
 def test_keep_choice_previewed_in_the_viewer_and_applied_by_the_clusters_stage(fresh):
-    from neural_sorter.stages.clusters import ClusterOptions, build_clusters
+    from neural_sorter.stages.clusters import ClusterOptions, build_clusters, first_thumbnail_stream
 
     store, key, _ = fresh
     viewer = ViewerStore(store, run_lookup=False, stat_ttl=0)
@@ -144,7 +144,7 @@ def test_keep_choice_previewed_in_the_viewer_and_applied_by_the_clusters_stage(f
         seed=0,
         corrections=corrections.load_corrections(target, key),
         manifest=manifest,
-        thumbnails=functools.partial(first_thumbnails, frames, target, key),
+        thumbnails=first_thumbnail_stream(frames, functools.partial(target.iter_thumbnails, key)),
     )
     rows = table.set_index("relative_path")
     members = list(grouped["relative_path"])

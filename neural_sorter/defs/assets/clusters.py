@@ -11,7 +11,12 @@ from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
 from neural_sorter.duplicates import DuplicateOptions
 from neural_sorter.quality_flags import QualityOptions
-from neural_sorter.stages.clusters import ClusterOptions, build_clusters, first_thumbnail_reader
+from neural_sorter.stages.clusters import (
+    ClusterOptions,
+    build_clusters,
+    first_thumbnail_reader,
+    first_thumbnail_stream,
+)
 from neural_sorter.tables import CLUSTERS
 
 ClustersConfig = config_class(
@@ -55,15 +60,9 @@ def clusters(
             first_thumbnails=first_thumbnail_reader(decoded_frames, functools.partial(store.iter_thumbnails, key)),
             corrections=load_corrections(store, key),  # hand corrections from the viewer, re-applied every run
             manifest=file_manifest,
-            thumbnails=functools.partial(first_thumbnails, decoded_frames, store, key),
+            thumbnails=first_thumbnail_stream(decoded_frames, functools.partial(store.iter_thumbnails, key)),
             duplicates=options.section(DuplicateOptions),
             quality=options.section(QualityOptions),
         )
     publish(context, report)
     return table
-
-
-def first_thumbnails(frames: pd.DataFrame, store, key: str):
-    """(relative path, first decoded frame) of every file, streamed from the store."""
-    first = frames[frames["error"].isna()].drop_duplicates("relative_path")
-    return zip(first["relative_path"], store.iter_thumbnails(key, first))
