@@ -43,6 +43,7 @@ SORT_OPTIONS = (
     "projection",
     "mode",
     "rename",
+    "keep_structure",
     "dry_run",
     "recluster",
     "seed",
@@ -142,6 +143,10 @@ def summarize(store: Store, key: str, source: Path) -> dict[str, Any]:
             {"file": s, "reason": e} for s, e in zip(tree["source"], tree["error"]) if isinstance(e, str)
         ]
         summary["dry_run"] = bool(tree["dry_run"].iloc[0])
+        if "note" in tree:  # copies the user edited, kept where they are (tables from before have no note)
+            summary["kept_edited"] = [
+                {"file": d, "reason": n} for d, n in zip(tree["destination"], tree["note"]) if isinstance(n, str)
+            ]
     return summary
 
 
@@ -378,6 +383,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print(f"  skipped ... and {len(summary['failed']) - 20} more (see --json)")
     for problem in summary.get("placement_errors", [])[:20]:
         print(f"  not placed {problem['file']}: {problem['reason']}")
+    for kept in summary.get("kept_edited", [])[:20]:
+        print(f"  kept {kept['file']}: {kept['reason']}")
     copies = summary.get("duplicates") or {}
     if copies.get("groups"):
         print(

@@ -54,6 +54,10 @@ class Action:
     partition: str
     run_id: str
     previous_destination: str = ""
+    # Why a file stays where it is although the plan would have moved it (e.g. the user edited the copy).
+    # Reported in the stage's table and report; not a manifest column (the record stays readable by
+    # older versions).
+    note: str = ""
 
     def __post_init__(self) -> None:
         # Rows read back from CSV and callers passing plain strings get the enum; unknown kinds fail here.

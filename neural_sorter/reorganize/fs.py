@@ -74,6 +74,17 @@ def hash_matches(path: str, expected: str) -> bool:
         return False
 
 
+def current_hash(path: str) -> str | None:
+    """The content hash of the regular file at ``path`` (never followed through a symlink), or None when
+    it is not a readable regular file."""
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        return content_hash(path)
+    except OSError:
+        return None
+
+
 def move_file(source: str, destination: Path, expected_hash: str) -> None:
     """Moves without overwriting; across devices the copy's hash is verified before the source goes."""
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -172,6 +172,7 @@ def write_manifest(path: Path, actions: list[Action], source_folders: dict[str, 
         writer.writeheader()
         for action in actions:
             row = asdict(action)
+            row.pop("note", None)  # reported by the stage, not recorded
             row["action"] = row["action"].value  # the plain string older versions wrote
             row["source_folder"] = (source_folders or {}).get(os.path.dirname(action.source), "")
             writer.writerow(row)

@@ -1,8 +1,10 @@
 """Planning: the delta from what the tree holds to what the clustering asks for.
 
 ``plan`` is pure: it sees the filesystem only through the ``exists`` predicate it is given, so every
-decision (keep, relocate, trash, never retire a moved original, never reuse a taken name) can be tested
-with plain data. ``plan_reorganization`` is the thin wrapper that reads the records and asks the disk.
+decision (keep, relocate, trash, never retire a moved original, never touch a copy the user edited, never
+reuse a taken name) can be tested with plain data; the content of placed files is seen only through the
+``digest`` function, asked only about placements the plan would otherwise move. ``plan_reorganization`` is
+the thin wrapper that reads the records and asks the disk.
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from pathlib import Path
 import pandas as pd
 
 from neural_sorter.reorganize.actions import PLACING_ACTIONS, Action, ActionKind, Plan, state_dir
+from neural_sorter.reorganize.fs import current_hash
 from neural_sorter.reorganize.manifest import MANIFEST_FIELDS, holding, is_complete, latest_record
 
 Exists = Callable[[str], bool]
+# The content hash of the regular file at a path, or None (not a regular file, unreadable, gone).
+Digest = Callable[[str], "str | None"]
 
 # Most filesystems allow 255 bytes per name; leave room for " (NNN)" collision suffixes.
 _NAME_BYTES = 240
@@ -31,17 +36,34 @@ def _fit(stem: str, tail: str) -> str:
     return encoded[: max(1, room)].decode("utf-8", "ignore") + tail
 
 
-def _unique_name(folder: Path, name: str, taken: set[str], exists: Exists = os.path.lexists) -> Path:
-    """``name``, or ``stem (2).ext`` and so on: never a name that exists on disk or was already planned."""
+def _unique_name(
+    folder: Path, name: str, taken: set[str], exists: Exists = os.path.lexists, folders: set[str] | None = None
+) -> Path:
+    """``name``, or ``stem (2).ext`` and so on: never a name that exists on disk or was already planned
+    (as a file, or as a folder in ``folders``)."""
     stem, dot, ext = name.rpartition(".")
     if not stem or len(ext) > 16:
         stem, dot, ext = name, "", ""
     candidate, n = folder / _fit(stem, f"{dot}{ext}"), 2
-    while str(candidate) in taken or exists(str(candidate)):
+    while str(candidate) in taken or str(candidate) in (folders or ()) or exists(str(candidate)):
         candidate = folder / _fit(stem, f" ({n}){dot}{ext}")
         n += 1
     taken.add(str(candidate))
     return candidate
+
+
+def _structure_folder(cluster_folder: Path, relative_path: str, taken: set[str], folders: set[str]) -> Path:
+    """``cluster_folder/<the file's original sub-folders>``, each component renamed ``name (2)`` when a file
+    already holds or was planned under that name, so a folder never collides with a file."""
+    folder = cluster_folder
+    for part in Path(relative_path).parent.parts:
+        candidate, n = folder / part, 2
+        while str(candidate) not in folders and str(candidate) in taken:
+            candidate = folder / _fit(part, f" ({n})")
+            n += 1
+        folders.add(str(candidate))
+        folder = candidate
+    return folder
 
 
 def plan_reorganization(
@@ -51,6 +73,8 @@ def plan_reorganization(
     mode: str,
     rename: bool,
     run_id: str,
+    *,
+    keep_structure: bool = False,
 ) -> Plan:
     """``plan`` against the records in ``out`` and the real filesystem.
 
@@ -58,16 +82,27 @@ def plan_reorganization(
     adopts it (``Plan.adopts``): ``execute_plan`` retires that record once the new one is written, and the
     new one lists what the interrupted run placed, so one ``undo`` restores the state before both.
     """
+    hashes: dict[str, str | None] = {}
+
+    def digest(path: str) -> str | None:  # a placement is hashed at most once per plan
+        if path not in hashes:
+            hashes[path] = current_hash(path)
+        return hashes[path]
+
+    disk = {"digest": digest, "keep_structure": keep_structure}
     latest = latest_record(out, partition)
     if latest is None:
-        return plan(files, pd.DataFrame(columns=MANIFEST_FIELDS), out, partition, mode, rename, run_id, os.path.lexists)
+        empty = pd.DataFrame(columns=MANIFEST_FIELDS)
+        return plan(files, empty, out, partition, mode, rename, run_id, os.path.lexists, **disk)
     record, rows = latest
     if not is_complete(record):
-        adopted = plan(files, holding(rows), out, partition, mode, rename, run_id, os.path.lexists, unfinished=rows)
+        adopted = plan(
+            files, holding(rows), out, partition, mode, rename, run_id, os.path.lexists, unfinished=rows, **disk
+        )
         if adopted.adopts is not None:
             adopted.adopts = record
             return adopted
-    return plan(files, holding(rows), out, partition, mode, rename, run_id, os.path.lexists)
+    return plan(files, holding(rows), out, partition, mode, rename, run_id, os.path.lexists, **disk)
 
 
 def plan(
@@ -80,6 +115,9 @@ def plan(
     run_id: str,
     exists: Exists,
     unfinished: pd.DataFrame | None = None,
+    *,
+    digest: Digest | None = None,
+    keep_structure: bool = False,
 ) -> Plan:
     """The delta from ``placed`` (the holding rows of the last record) to what ``files`` asks for.
 
@@ -93,6 +131,13 @@ def plan(
     as their original action (already done, so applying them is a no-op) and its trash moves are carried
     over, so undoing the new run reverts the interrupted one too. Otherwise the result has ``adopts`` None
     and is planned as if ``unfinished`` had not been given.
+
+    ``digest(path)``: the current content hash of a placed file (None: not a regular file). A placed copy
+    whose content no longer matches the hash recorded when it was placed was edited by the user: it is
+    theirs now, so it is kept where it is (a ``keep`` with a ``note`` saying why) instead of being
+    relocated or retired to the trash. Without ``digest`` placements are assumed unedited.
+
+    ``keep_structure``: each file goes to ``<cluster>/<its original sub-folders>/`` instead of ``<cluster>/``.
     """
     if mode not in {str(kind) for kind in PLACING_ACTIONS}:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(map(str, PLACING_ACTIONS))}")
@@ -100,16 +145,38 @@ def plan(
     base = out / partition
     rows = [_settled(row, exists) for row in placed.itertuples(index=False)]
     by_source = {row.source: row for row in rows}
+
+    def changed(earlier, *also: str) -> bool:
+        """The user changed this placed file since it was placed (its content is none of the known ones)."""
+        if digest is None:
+            return False
+        current = digest(earlier.destination)
+        return current is not None and current not in (earlier.content_hash, *also)
+
+    def edited(earlier, *also: str) -> bool:
+        # A moved original is the user's file anyway, and is never retired: no need to read it.
+        return not _was_moved_here(earlier, exists) and changed(earlier, *also)
+
     # Names held now; a recorded placement that is not on disk (never made, or removed) frees its name, so a
     # file retried after a failed or interrupted run gets its own name back.
     taken: set[str] = {row.destination for row in rows if exists(row.destination)}
+    folders: set[str] = set()  # sub-folders planned by keep_structure: no file may take their names
     actions: list[Action] = []
+    # An edited copy kept beside a newer placement of the same source (see below) is its source's second
+    # row; it stays kept (and reported) on every later run while it differs, else it is retired.
+    for extra in rows:
+        if by_source[extra.source] is not extra and exists(extra.destination):
+            if changed(extra):
+                actions.append(_keep(extra, partition, run_id, _EDITED))
+            else:
+                actions.append(_trash(extra, out, partition, run_id))
     ordered = list(files.sort_values("relative_path").itertuples(index=False)) if len(files) else []
     wanted_sources = {row.source for row in ordered}
-    # Placements whose source vanished, by content: a renamed or moved source takes its old placement along.
+    # Placements whose source vanished, by content: a renamed or moved source takes its old placement along
+    # (not an edited copy: that stays where it is, and the renamed source gets a fresh one).
     orphans: dict[str, list] = {}
     for source, earlier in by_source.items():
-        if source not in wanted_sources and exists(earlier.destination):
+        if source not in wanted_sources and exists(earlier.destination) and not edited(earlier):
             orphans.setdefault(earlier.content_hash, []).append(earlier)
     for row in ordered:
         source = row.source
@@ -117,6 +184,8 @@ def plan(
         if rename:
             name = f"{row.hier_code}_{name}"
         folder = base / row.cluster_name
+        if keep_structure:
+            folder = _structure_folder(folder, row.relative_path, taken, folders)
         earlier = by_source.get(source)
         if earlier is None and orphans.get(row.content_hash) and mode != ActionKind.MOVE:
             earlier = orphans[row.content_hash].pop()
@@ -126,11 +195,15 @@ def plan(
                 # A move killed between link and unlink: the original is still in the source. Finish it.
                 actions.append(_act(earlier.destination, row, ActionKind.MOVE, partition, run_id, source))
                 continue
-            if (
+            stays = (
                 Path(earlier.destination).parent == folder
                 and (not rename or os.path.basename(earlier.destination).startswith(f"{row.hier_code}_"))
                 and (earlier.action != ActionKind.SYMLINK or earlier.source == source)
-            ):
+            )
+            note = ""
+            if not stays and edited(earlier):
+                stays, note = True, f"{_EDITED} (would have gone to {row.cluster_name})"
+            if stays:
                 if unfinished is not None and earlier.action in (*PLACING_ACTIONS, ActionKind.RELOCATE):
                     # Placed by the interrupted run: this run takes over the record of having done it.
                     actions.append(
@@ -142,20 +215,29 @@ def plan(
                             run_id,
                             source,
                             earlier.previous_destination,
+                            note,
                         )
                     )
                 else:
-                    actions.append(_act(earlier.destination, row, ActionKind.KEEP, partition, run_id, source))
+                    actions.append(
+                        _act(earlier.destination, row, ActionKind.KEEP, partition, run_id, source, note=note)
+                    )
             else:
-                target = _unique_name(folder, name, taken, exists)
+                target = _unique_name(folder, name, taken, exists, folders)
                 actions.append(
                     _act(str(target), row, ActionKind.RELOCATE, partition, run_id, source, earlier.destination)
                 )
             continue
         if earlier is not None and exists(earlier.destination):
-            # The source changed since it was placed: retire the stale copy, place the new content.
-            actions.append(_trash(earlier, out, partition, run_id))
-        actions.append(_act(str(_unique_name(folder, name, taken, exists)), row, mode, partition, run_id, source))
+            # The source changed since it was placed: retire the stale copy (unless the user edited it: then
+            # it stays, listed before the new placement so the next run knows it as the extra row), place
+            # the new content.
+            if edited(earlier, row.content_hash):
+                actions.append(_keep(earlier, partition, run_id, f"{_EDITED}; its original changed too"))
+            else:
+                actions.append(_trash(earlier, out, partition, run_id))
+        target = _unique_name(folder, name, taken, exists, folders)
+        actions.append(_act(str(target), row, mode, partition, run_id, source))
     for source, earlier in by_source.items():
         if source in wanted_sources or not exists(earlier.destination):
             continue
@@ -173,14 +255,29 @@ def plan(
                     earlier.previous_destination if adopting else "",
                 )
             )
+        elif edited(earlier):
+            actions.append(_keep(earlier, partition, run_id, f"{_EDITED}; kept although its original is gone"))
         else:
             actions.append(_trash(earlier, out, partition, run_id))
     if unfinished is None:
         return Plan(actions)
-    return _adopt(actions, unfinished, placed, files, out, partition, mode, rename, run_id, exists)
+    return _adopt(
+        actions,
+        unfinished,
+        placed,
+        files,
+        out,
+        partition,
+        mode,
+        rename,
+        run_id,
+        exists,
+        digest=digest,
+        keep_structure=keep_structure,
+    )
 
 
-def _adopt(actions, unfinished, placed, files, out, partition, mode, rename, run_id, exists) -> Plan:
+def _adopt(actions, unfinished, placed, files, out, partition, mode, rename, run_id, exists, **disk) -> Plan:
     """Adds the interrupted run's trash moves, or falls back to a plain plan when adoption cannot be exact."""
     planned_from = {(a.source, a.destination) for a in actions if a.action != ActionKind.REMOVE}
     for row in unfinished.itertuples(index=False):
@@ -191,7 +288,7 @@ def _adopt(actions, unfinished, placed, files, out, partition, mode, rename, run
         ):
             # A placement it made is relocated, retired or replaced now: undoing this run alone
             # could not restore the state before the interrupted one. Keep both records instead.
-            return Plan(plan(files, placed, out, partition, mode, rename, run_id, exists))
+            return Plan(plan(files, placed, out, partition, mode, rename, run_id, exists, **disk))
     carried = [
         Action(
             row.source,
@@ -225,10 +322,35 @@ def _was_moved_here(row, exists: Exists) -> bool:
     )
 
 
+_EDITED = "edited since it was placed; kept where it is"
+
+
 def _act(
-    destination: str, row, action: ActionKind, partition: str, run_id: str, source: str, previous: str = ""
+    destination: str,
+    row,
+    action: ActionKind,
+    partition: str,
+    run_id: str,
+    source: str,
+    previous: str = "",
+    note: str = "",
 ) -> Action:
-    return Action(source, destination, row.content_hash, row.cluster_name, action, partition, run_id, previous)
+    return Action(source, destination, row.content_hash, row.cluster_name, action, partition, run_id, previous, note)
+
+
+def _keep(earlier, partition: str, run_id: str, note: str) -> Action:
+    """A placement left where it is, as recorded (the recorded hash, so the next run sees the edit again)."""
+    return Action(
+        earlier.source,
+        earlier.destination,
+        earlier.content_hash,
+        earlier.cluster,
+        ActionKind.KEEP,
+        partition,
+        run_id,
+        "",
+        note,
+    )
 
 
 def _trash(earlier, out: Path, partition: str, run_id: str) -> Action:

@@ -1,5 +1,6 @@
 """``reorganized_tree``: each file placed in ``OUT/<partition>/<cluster>/`` (copy by default), every action
-recorded in a manifest first so a crash at any moment leaves a state that a re-run or ``undo`` completes."""
+recorded in a manifest first so a crash at any moment leaves a state that a re-run or ``undo`` completes.
+A placed copy the user edited is kept where it is and reported (the ``note`` column, ``kept_edited``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ class ReorganizeOptions(BaseModel):
     mode: ReorganizeMode = Field("copy", description="copy, hardlink, symlink or move the files into OUT.")
     rename: bool = Field(False, description="Prefix names with the sortable hierarchical code.")
     dry_run: bool = Field(False, description="Only write the manifest; touch no file.")
+    keep_structure: bool = Field(
+        False,
+        description="Keep each file's original sub-folder under its cluster folder "
+        "(OUT/<partition>/<cluster>/<sub/folders>/<file>) instead of placing all files flat in the cluster folder.",
+    )
 
 
 DUPLICATES_FOLDER = "_duplicates"
@@ -89,7 +95,9 @@ def build_reorganized_tree(
     run_id = new_run_id()
     try:
         with output_lock(out, on_wait=on_wait):
-            actions = plan_reorganization(files, out, partition_key, options.mode, options.rename, run_id)
+            actions = plan_reorganization(
+                files, out, partition_key, options.mode, options.rename, run_id, keep_structure=options.keep_structure
+            )
             result = execute_plan(out, actions, run_id, dry_run=options.dry_run)
     except OutputBusyError as exc:
         raise StageError(str(exc)) from None
@@ -100,7 +108,10 @@ def build_reorganized_tree(
         for a in actions
     ]
     table = pd.DataFrame(rows, columns=[*Action.__dataclass_fields__, "error"])
+    table["note"] = table["note"].where(table["note"] != "", None)
     table["dry_run"] = options.dry_run
+    # Copies the user edited since they were placed: kept where they are, never relocated or retired.
+    kept = [(a.destination, a.note) for a in actions if a.note]
     report = StageReport(
         {
             "output": out / partition_key,
@@ -111,8 +122,13 @@ def build_reorganized_tree(
             "dry_run": options.dry_run,
             "actions": dict(result.counts),
             "failures": len(result.failures),
+            "keep_structure": options.keep_structure,
+            "kept_edited": len(kept),
             "undo": f"neural-sorter undo {out}",
         },
-        warnings=[f"{source_file}: {reason}" for source_file, reason in result.failures],
+        warnings=[
+            *(f"{source_file}: {reason}" for source_file, reason in result.failures),
+            *(f"{destination}: {note}" for destination, note in kept),
+        ],
     )
     return table, report

@@ -1,5 +1,6 @@
 """The planner on plain data: no folder is created, read or stat'ed (``exists`` is a set lookup)."""
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -93,3 +94,131 @@ def test_planner_rejects_unknown_modes():
 def test_action_kinds_are_the_manifest_strings():
     assert [str(kind) for kind in ActionKind] == ["copy", "hardlink", "symlink", "move", "keep", "relocate", "remove"]
     assert ActionKind("move") == "move" and f"{ActionKind.MOVE}" == "move"
+
+
+# --- copies the user edited (issue 10 item 10) -----------------------------------------------------------
+
+
+def hashes(**by_path: str):
+    """A ``digest`` over {path under OUT/p: current hash}; records which paths were read."""
+    read: list[str] = []
+
+    def digest(path: str) -> str | None:
+        read.append(path)
+        return by_path.get(os.path.relpath(path, OUT / "p"))
+
+    digest.read = read
+    return digest
+
+
+def test_an_edited_copy_whose_original_vanished_is_kept_with_a_note_not_trashed():
+    before = placed(("gone.jpg", "cats/gone.jpg", "hg", "copy"), ("also.jpg", "cats/also.jpg", "ha", "copy"))
+    on_disk = {str(OUT / "p/cats/gone.jpg"), str(OUT / "p/cats/also.jpg")}
+    digest = hashes(**{"cats/gone.jpg": "edited", "cats/also.jpg": "ha"})
+    actions = plan(wanted(), before, OUT, "p", "copy", False, "r1", on_disk.__contains__, digest=digest)
+    by = {Path(a.source).name: a for a in actions}
+    assert by["gone.jpg"].action == ActionKind.KEEP
+    assert by["gone.jpg"].destination == str(OUT / "p/cats/gone.jpg")
+    assert by["gone.jpg"].content_hash == "hg"  # the recorded hash: the next run sees the edit again
+    assert "edited" in by["gone.jpg"].note
+    assert by["also.jpg"].action == ActionKind.REMOVE and not by["also.jpg"].note  # unedited: trash as before
+
+
+def test_an_edited_copy_is_not_relocated_when_its_cluster_changes_nor_taken_by_a_renamed_source():
+    before = placed(("a.jpg", "cats/a.jpg", "ha", "copy"), ("old.jpg", "cats/old.jpg", "ho", "copy"))
+    on_disk = {str(OUT / "p/cats/a.jpg"), str(OUT / "p/cats/old.jpg"), "/src/a.jpg", "/src/new.jpg"}
+    digest = hashes(**{"cats/a.jpg": "edited-a", "cats/old.jpg": "edited-o"})
+    files = wanted(("a.jpg", "ha", "dogs"), ("new.jpg", "ho", "cats"))  # old.jpg renamed to new.jpg
+    actions = plan(files, before, OUT, "p", "copy", False, "r1", on_disk.__contains__, digest=digest)
+    kinds = {(Path(a.source).name, a.destination): a.action for a in actions}
+    assert kinds[("a.jpg", str(OUT / "p/cats/a.jpg"))] == ActionKind.KEEP
+    assert kinds[("old.jpg", str(OUT / "p/cats/old.jpg"))] == ActionKind.KEEP
+    assert kinds[("new.jpg", str(OUT / "p/cats/new.jpg"))] == ActionKind.COPY  # a fresh copy, beside the edit
+    assert all(a.action != ActionKind.REMOVE and a.action != ActionKind.RELOCATE for a in actions)
+
+
+def test_an_edited_copy_of_a_changed_original_stays_beside_the_new_copy_on_every_later_run():
+    before = placed(("a.jpg", "cats/a.jpg", "h1", "copy"))
+    on_disk = {str(OUT / "p/cats/a.jpg"), "/src/a.jpg"}
+    digest = hashes(**{"cats/a.jpg": "edited"})
+    first = plan(
+        wanted(("a.jpg", "h2", "cats")), before, OUT, "p", "copy", False, "r1", on_disk.__contains__, digest=digest
+    )
+    assert [(a.action, a.destination) for a in first] == [
+        (ActionKind.KEEP, str(OUT / "p/cats/a.jpg")),
+        (ActionKind.COPY, str(OUT / "p/cats/a (2).jpg")),
+    ]
+    # The next run reads both rows back for the same source: the edit is still kept, the new copy kept too.
+    record = pd.DataFrame([{k: str(v) for k, v in vars(a).items() if k in MANIFEST_FIELDS} for a in first])
+    on_disk.add(str(OUT / "p/cats/a (2).jpg"))
+    digest = hashes(**{"cats/a.jpg": "edited", "cats/a (2).jpg": "h2"})
+    second = plan(
+        wanted(("a.jpg", "h2", "cats")), record, OUT, "p", "copy", False, "r2", on_disk.__contains__, digest=digest
+    )
+    assert sorted((str(a.action), a.destination, bool(a.note)) for a in second) == [
+        ("keep", str(OUT / "p/cats/a (2).jpg"), False),
+        ("keep", str(OUT / "p/cats/a.jpg"), True),
+    ]
+
+
+def test_unmoved_placements_and_moved_originals_are_never_read():
+    before = placed(("a.jpg", "cats/a.jpg", "ha", "copy"), ("m.jpg", "cats/m.jpg", "hm", "move"))
+    on_disk = {str(OUT / "p/cats/a.jpg"), str(OUT / "p/cats/m.jpg"), "/src/a.jpg"}
+    digest = hashes()
+    actions = plan(
+        wanted(("a.jpg", "ha", "cats")), before, OUT, "p", "copy", False, "r1", on_disk.__contains__, digest=digest
+    )
+    assert {a.action for a in actions} == {ActionKind.KEEP}
+    assert digest.read == []
+
+
+# --- keep_structure (issue 12) ----------------------------------------------------------------------------
+
+
+def test_keep_structure_places_each_file_under_its_original_sub_folders():
+    files = wanted(("x/y/a.jpg", "ha", "cats"), ("z/a.jpg", "hb", "cats"), ("top.jpg", "hc", "dogs"))
+    actions = plan(files, placed(), OUT, "p", "copy", False, "r", set().__contains__, keep_structure=True)
+    assert sorted(a.destination for a in actions) == [
+        str(OUT / "p/cats/x/y/a.jpg"),
+        str(OUT / "p/cats/z/a.jpg"),
+        str(OUT / "p/dogs/top.jpg"),
+    ]
+    flat = plan(files, placed(), OUT, "p", "copy", False, "r", set().__contains__)
+    assert sorted(a.destination for a in flat) == [
+        str(OUT / "p/cats/a (2).jpg"),
+        str(OUT / "p/cats/a.jpg"),
+        str(OUT / "p/dogs/top.jpg"),
+    ]
+
+
+def test_keep_structure_never_puts_a_folder_where_a_file_is_or_a_file_where_a_folder_goes():
+    # "sub" was a file at the source's top once (its copy is still held); now "sub/" is a folder, and a
+    # file named "x" sits next to a folder "x/" that an earlier placement of another cluster does not share.
+    before = placed(("sub", "cats/sub", "hs", "copy"))
+    on_disk = {str(OUT / "p/cats/sub")}
+    files = wanted(("sub/a.jpg", "ha", "cats"), ("x", "hx", "dogs"), ("x/b.jpg", "hb", "dogs"))
+    actions = plan(files, before, OUT, "p", "copy", False, "r", on_disk.__contains__, keep_structure=True)
+    dest = {Path(a.source).name: a.destination for a in actions}
+    assert dest["a.jpg"] == str(OUT / "p/cats/sub (2)/a.jpg")
+    assert dest["x"] == str(OUT / "p/dogs/x")
+    assert dest["b.jpg"] == str(OUT / "p/dogs/x (2)/b.jpg")
+    assert len(set(dest.values())) == len(dest)
+
+
+def test_turning_keep_structure_on_relocates_placed_files_into_their_sub_folders():
+    before = placed(("x/a.jpg", "cats/a.jpg", "ha", "copy"))
+    on_disk = {str(OUT / "p/cats/a.jpg"), "/src/x/a.jpg"}
+    actions = plan(
+        wanted(("x/a.jpg", "ha", "cats")),
+        before,
+        OUT,
+        "p",
+        "copy",
+        False,
+        "r",
+        on_disk.__contains__,
+        keep_structure=True,
+    )
+    assert [(a.action, a.destination, a.previous_destination) for a in actions] == [
+        (ActionKind.RELOCATE, str(OUT / "p/cats/x/a.jpg"), str(OUT / "p/cats/a.jpg"))
+    ]
