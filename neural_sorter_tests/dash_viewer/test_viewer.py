@@ -539,7 +539,11 @@ def test_python_m_dash_viewer_serves_the_home_store(built, tmp_path):
             assert response.headers["Content-Type"] == "image/jpeg"
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # never hide the real failure behind a slow shutdown
+            process.kill()
+            process.wait(timeout=30)
     output = process.stdout.read().decode()
     assert f"http://127.0.0.1:{port}/" in output and str(home / "store") in output
 

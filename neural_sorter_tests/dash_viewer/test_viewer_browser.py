@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 N_IMAGES = 30
-TIMEOUT = 30
+TIMEOUT = 60  # a ceiling for each wait, not a sleep: CI machines may be loaded
 
 
 @pytest.fixture(scope="module")

@@ -279,7 +279,16 @@ def test_interrupted_relocating_run_is_adopted_and_one_undo_restores_the_run_bef
         assert tree(out) == first, step
 
 
-def test_sigint_stops_between_placements_not_in_the_middle_of_one(tmp_path, monkeypatch):
+@pytest.fixture
+def python_ctrl_c():
+    """Python's own Ctrl-C behaviour (KeyboardInterrupt), whatever an earlier test in this process left
+    installed (a SIGINT handler set to ignore would make the interrupt a no-op), restored afterwards."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_sigint_stops_between_placements_not_in_the_middle_of_one(tmp_path, monkeypatch, python_ctrl_c):
     src, out = make_source(tmp_path / "src", FILES), tmp_path / "out"
     real = apply_module.apply_action
     started: list[str] = []
