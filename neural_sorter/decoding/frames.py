@@ -11,7 +11,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from neural_sorter.decoding.images import DecodeError, encode_jpeg, load_image_thumbnail
-from neural_sorter.decoding.videos import load_video_frames
+from neural_sorter.decoding.videos import VIDEO_SECONDS, load_video_frames
 from neural_sorter.inventory import source_path
 
 FRAME_COLUMNS = [
@@ -35,6 +35,7 @@ class DecodeOptions:
     frames_per_video: int = 5
     max_image_pixels: int = 178_956_970
     workers: int = 0
+    video_seconds: float = VIDEO_SECONDS  # per-file decode time limit; the file gets an error past it
 
 
 def worker_count(requested: int) -> int:
@@ -50,7 +51,9 @@ def decode_file(path: str, kind: str, options: DecodeOptions) -> list[dict[str, 
         else:
             frames = [
                 (f.index, f.timestamp, f.image)
-                for f in load_video_frames(path, options.frames_per_video, options.thumbnail_size)
+                for f in load_video_frames(
+                    path, options.frames_per_video, options.thumbnail_size, options.video_seconds
+                )
             ]
     except DecodeError as exc:
         return [_error_row(str(exc))]
