@@ -327,13 +327,8 @@ def first_thumbnail_reader(
     frames: pd.DataFrame, stream: Callable[[pd.DataFrame], Iterable[bytes]]
 ) -> Callable[[list[str]], dict[str, bytes]]:
     """paths -> the first decoded frame of each, read through ``stream`` (the store's thumbnail stream)."""
-
-    def read(paths: list[str]) -> dict[str, bytes]:
-        wanted = set(paths)
-        first = frames[frames["error"].isna() & frames["relative_path"].isin(wanted)].drop_duplicates("relative_path")
-        return dict(zip(first["relative_path"], stream(first)))
-
-    return read
+    pairs = first_thumbnail_stream(frames, stream)
+    return lambda paths: dict(pairs(set(paths)))
 
 
 def first_thumbnail_stream(
