@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from dash import Input
+from dash import Input, ctx
 
 from dash_viewer import ids
 from dash_viewer.data import PartitionData, ViewerStore, filter_mask
@@ -20,6 +20,17 @@ def filter_inputs() -> list[Input]:
         Input(ids.FILTER_NAME, "value"),
         Input(ids.FILTER_FLAGS, "value"),
     ]
+
+
+def clicked(*component_ids: str) -> str | None:
+    """The first of ``component_ids`` among everything that triggered this call, or None.
+
+    Dash merges inputs that change while a callback waits in its queue into one call, so a click can arrive
+    together with a poll tick or a data refresh; ``ctx.triggered_id`` names only the first of them and would
+    lose the click.
+    """
+    fired = {str(i) for i in ctx.triggered_prop_ids.values() if isinstance(i, str)}
+    return next((c for c in component_ids if c in fired), None)
 
 
 def current_data(viewer: ViewerStore, version: dict[str, Any] | None, strict: bool = False) -> PartitionData | None:

@@ -12,7 +12,7 @@ from typing import Any
 from dash import ALL, Dash, Input, Output, State, ctx, no_update
 
 from dash_viewer import ids, views
-from dash_viewer.callbacks.common import current_data, selected_index
+from dash_viewer.callbacks.common import clicked, current_data, selected_index
 from dash_viewer.callbacks.export import lasso_ids
 from dash_viewer.data import PartitionData, ViewerStore
 from dash_viewer.layout import correction_targets, filter_options
@@ -209,7 +209,7 @@ def register(app: Dash, viewer: ViewerStore) -> None:
     )
     def _apply(_clicks, _tick, version, seen):
         key = (version or {}).get("partition")
-        if ctx.triggered_id == ids.CORR_APPLY and key:
+        if clicked(ids.CORR_APPLY) and key:
             problem = viewer.resort(key)
             if problem:
                 return views.resort_status({"state": "failed", "message": problem}), False, None

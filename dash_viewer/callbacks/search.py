@@ -6,10 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from dash import Dash, Input, Output, State, ctx, html, no_update
+from dash import Dash, Input, Output, State, html, no_update
 
 from dash_viewer import ids, views
-from dash_viewer.callbacks.common import current_data, mask_of, results_ids, selected_index
+from dash_viewer.callbacks.common import clicked, current_data, mask_of, results_ids, selected_index
 from dash_viewer.data import PartitionData, TextSearchUnavailable, ViewerStore, neighbours, text_search
 
 RESULTS_K = 36
@@ -72,7 +72,7 @@ def register(app: Dash, viewer: ViewerStore) -> None:
         prevent_initial_call=True,
     )
     def _results(_more, _search, _submit, _clear, version, clusters, categories, name, flags, selected, text, results):
-        trigger = ctx.triggered_id
+        trigger = clicked(ids.CLEAR_RESULTS, ids.MORE_LIKE_THIS, ids.TEXT_SEARCH, ids.TEXT_QUERY)
         data = current_data(viewer, version)
         if trigger == ids.CLEAR_RESULTS or data is None:
             return None, ""

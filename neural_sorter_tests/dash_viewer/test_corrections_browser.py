@@ -251,6 +251,12 @@ def test_rename_merge_move_apply_resort_and_undo(served: dict[str, Any], browser
     click(driver, "corr-apply")
     wait_for(
         driver,
+        lambda d_: d_.execute_script("return !!document.querySelector('#corr-status .resort');"),
+        "re-sort started",
+        timeout=60,
+    )
+    wait_for(
+        driver,
         lambda d_: d_.execute_script(
             "const s = document.querySelector('#corr-status .resort');"
             "return s && s.dataset.state !== 'running' ? s.dataset.state : null;"

@@ -107,3 +107,31 @@ def test_resorter_runs_the_sort_command_and_reports(tmp_path):
         "undo": None,
     }
     assert json.dumps(failing.status("k"))  # goes to a dcc.Store as is
+
+
+def test_apply_clicked_in_the_same_update_as_a_poll_tick_starts_the_resort(built, tmp_path):
+    """Dash merges inputs that change while a callback is queued into one call: an Apply click that lands with a
+    poll tick arrives with both triggered, the tick first. It failed a fresh-clone CI run (the re-sort never
+    started; ``ctx.triggered_id`` named only the tick)."""
+    from dash._callback_context import context_value
+    from dash._utils import AttributeDict
+
+    store = tmp_path / "store"
+    shutil.copytree(built[0], store)
+    app = create_app(store, stat_ttl=0, run_lookup=False, warm=False)
+    viewer = viewer_of(app)
+    started = []
+    viewer.resort = lambda key: started.append(key)  # the click's effect, without running a real sort
+    (apply,) = [
+        entry["callback"].__wrapped__
+        for entry in app.callback_map.values()
+        if any(i["id"] == "corr-apply" for i in entry["inputs"])
+    ]
+    merged = [{"prop_id": "poll.n_intervals", "value": 7}, {"prop_id": "corr-apply.n_clicks", "value": 1}]
+    context_value.set(AttributeDict(triggered_inputs=merged))
+    apply(1, 7, {"partition": built[1], "version": "v"}, None)
+    assert started == [built[1]]
+
+    context_value.set(AttributeDict(triggered_inputs=merged[:1]))  # a tick alone starts nothing
+    apply(1, 8, {"partition": built[1], "version": "v"}, None)
+    assert started == [built[1]]
