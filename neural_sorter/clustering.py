@@ -12,10 +12,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from sklearn.cluster import AgglomerativeClustering, KMeans
-from sklearn.decomposition import PCA
-from sklearn.metrics import pairwise_distances_argmin, silhouette_score
-from sklearn.neighbors import NearestNeighbors
+
+from neural_sorter.lazy import lazy_attr
+
+# sklearn is imported at first use: the settings (and so every CLI command) import this module for METHODS,
+# and an unchanged re-sort must not pay ~1.3 s for a library it never calls (issue 15).
+AgglomerativeClustering = lazy_attr("sklearn.cluster", "AgglomerativeClustering")
+KMeans = lazy_attr("sklearn.cluster", "KMeans")
+PCA = lazy_attr("sklearn.decomposition", "PCA")
+pairwise_distances_argmin = lazy_attr("sklearn.metrics", "pairwise_distances_argmin")
+silhouette_score = lazy_attr("sklearn.metrics", "silhouette_score")
+NearestNeighbors = lazy_attr("sklearn.neighbors", "NearestNeighbors")
 
 log = logging.getLogger(__name__)
 
