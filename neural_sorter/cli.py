@@ -198,7 +198,7 @@ def cmd_sort(args: argparse.Namespace) -> int:
         key = store.sources.add(source, output_dir=out)
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
         if not args.json:
-            print(f"sorting {source} (partition {key}) -> {out}/{key}", file=sys.stderr)
+            print(f"sorting {source} (partition {key}) -> {store.sources.output_folder(key, out)}", file=sys.stderr)
         if config.executor == "celery":
             failure, run_id = _run_celery_sort(instance, config, args, key, out, str(store.root))
         else:
@@ -216,7 +216,7 @@ def cmd_sort(args: argparse.Namespace) -> int:
             continue
         summary = summarize(store, key, source) | {
             "run_id": run_id,
-            "output": f"{out}/{key}",
+            "output": str(store.sources.output_folder(key, out)),
             "undo": f"neural-sorter undo {out}",
             "manifest": str(out / ".neural-sorter" / "manifest.csv"),
         }
@@ -228,7 +228,7 @@ def cmd_sort(args: argparse.Namespace) -> int:
             status = status or PARTLY_PLACED
             print(
                 f"neural-sorter: error: {len(summary['placement_errors'])} file(s) of {source} could not be "
-                f"placed (listed above); the rest are in {out}/{key}; fix the cause and sort again",
+                f"placed (listed above); the rest are in {summary['output']}; fix the cause and sort again",
                 file=sys.stderr,
             )
     return status

@@ -1,7 +1,10 @@
-"""Source directories: their partition keys, the registry that maps keys back to folders, and the walk.
+"""Source directories: their partition keys, the registry that maps keys back to folders, the folder each
+source's sorted tree gets in an output folder, and the walk.
 
 Partition keys become path pieces in the store, so they are short readable slugs plus a short hash of the
-absolute path (two folders called ``photos`` get different keys).
+absolute path (two folders called ``photos`` get different keys). In the output folder a person reads the
+tree, so there a source gets its own folder name (``OUT/photos/``, a second ``photos`` gets ``photos-2``),
+chosen once and recorded in the registry (``output_folder``).
 """
 
 from __future__ import annotations
@@ -11,7 +14,9 @@ import json
 import logging
 import os
 import re
+import unicodedata
 from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +31,8 @@ _SLUG_MAX = 16
 # 64 bits of the path's hash: two folders with the same name collide with odds ~ n^2 / 2^65, far below any
 # real library (32 bits collided after ~41k paths), and the registry refuses a collision anyway.
 _DIGEST_HEX = 16
+# neural-sorter's own records in an output folder (``reorganize.actions.STATE_DIR``): never a source's name.
+STATE_FOLDER = ".neural-sorter"
 
 
 def normalise_path(value: str | os.PathLike[str]) -> str:
@@ -41,6 +48,23 @@ def partition_key_for(path: str | os.PathLike[str]) -> str:
     slug = slug[:_SLUG_MAX].strip("-") or "root"
     digest = hashlib.sha1(absolute.encode("utf-8", "surrogateescape")).hexdigest()[:_DIGEST_HEX]
     return f"{slug}-{digest}"
+
+
+# Bytes of a source's folder name in OUT: room below the 255-byte name limit for a "-NN" suffix.
+_FOLDER_NAME_BYTES = 120
+# Characters that are not allowed in a file name on some system (Windows, SMB shares) a tree may be copied to.
+_UNSAFE_CHARS = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+
+
+def folder_name_for(source: str | os.PathLike[str]) -> str:
+    """The source folder's own name made safe for a file name: invalid UTF-8, control and reserved characters
+    become ``_``, leading dots and spaces go (a hidden folder would vanish from a file browser and from the
+    walk), trailing dots and spaces go (Windows drops them), long names are cut at a character boundary."""
+    name = os.path.basename(normalise_path(source).rstrip(os.sep))
+    name = name.encode("utf-8", "surrogateescape").decode("utf-8", "replace").replace("\ufffd", "_")
+    name = unicodedata.normalize("NFC", _UNSAFE_CHARS.sub("_", name)).strip(" .")
+    name = name.encode("utf-8")[:_FOLDER_NAME_BYTES].decode("utf-8", "ignore").rstrip(" .")
+    return name or "root"
 
 
 def default_output_dir(source: str | os.PathLike[str]) -> str:
@@ -87,6 +111,16 @@ class SourceRegistry:
             return {}
         return {k: v if isinstance(v, dict) else {"path": v} for k, v in raw.items()}
 
+    def _locked(self) -> AbstractContextManager:
+        """Serialises read-modify-write of a local registry across processes (the sensor starts several sorts
+        at once; a lost write would forget a source or its folder name). Object stores get no lock."""
+        if getattr(self._file, "protocol", "") not in ("", "file", "local"):
+            return nullcontext()
+        from filelock import FileLock
+
+        self._file.parent.mkdir(parents=True, exist_ok=True)
+        return FileLock(f"{self._file}.lock")
+
     def _write(self, entries: dict[str, dict[str, str]]) -> None:
         self._file.parent.mkdir(parents=True, exist_ok=True)
         # Write-then-rename so a reader never sees half a file (object stores write whole objects anyway).
@@ -107,25 +141,72 @@ class SourceRegistry:
         partition write where the first sort did. An earlier output folder is kept when none is given. A key
         bound to another folder is refused: sharing a partition would retire one folder's sorted tree."""
         absolute = normalise_path(path)
-        key = self.key_for(absolute)
-        entries = self._read()
-        bound = entries.get(key, {}).get("path")
-        if bound not in (None, absolute):
-            raise SourceKeyCollision(f"partition key {key} already belongs to {bound}; cannot register {absolute}")
-        record = {**entries.get(key, {}), "path": absolute}
-        if output_dir:
-            record["output_dir"] = normalise_path(output_dir)
-        entries[key] = record
-        self._write(entries)
+        with self._locked():
+            key = self.key_for(absolute)
+            entries = self._read()
+            bound = entries.get(key, {}).get("path")
+            if bound not in (None, absolute):
+                raise SourceKeyCollision(f"partition key {key} already belongs to {bound}; cannot register {absolute}")
+            record = {**entries.get(key, {}), "path": absolute}
+            if output_dir:
+                record["output_dir"] = normalise_path(output_dir)
+            entries[key] = record
+            self._write(entries)
         return key
 
     def remove(self, key_or_path: str) -> str | None:
-        entries = self._read()
-        key = key_or_path if key_or_path in entries else partition_key_for(key_or_path)
-        if entries.pop(key, None) is None:
-            return None
-        self._write(entries)
+        with self._locked():
+            entries = self._read()
+            key = key_or_path if key_or_path in entries else partition_key_for(key_or_path)
+            if entries.pop(key, None) is None:
+                return None
+            self._write(entries)
         return key
+
+    def output_folder(
+        self, key: str, out: str | os.PathLike[str], source: str | os.PathLike[str] | None = None, claim: bool = False
+    ) -> Path:
+        """``OUT/<name>``: the folder of this source's sorted tree in ``out``. The one place it is computed (the
+        stage that places files, the CLI summary, the viewer, the Dagster metadata all ask here).
+
+        The name is the source folder's own (``folder_name_for``) or, when another source already holds it in
+        this output folder (recorded here, or a folder of that name already on disk), ``name-2``, ``name-3``...
+        Names are compared case-insensitively (macOS and Windows file systems are). ``claim`` records the
+        choice under ``output_folders`` so it never changes between runs and no later source takes it; call it
+        with ``claim`` only under the output folder's lock (``reorganize.output_lock``). Without ``claim`` the
+        recorded name is returned, else the one a claim would choose now (for a "sorting ... ->" line).
+        ``source`` is needed only for a folder not in the registry (a config-file source)."""
+        target = normalise_path(out)
+        with self._locked() if claim else nullcontext():
+            entries = self._read()
+            record = entries.get(key, {})
+            recorded = (record.get("output_folders") or {}).get(target)
+            if recorded:
+                return Path(target) / recorded
+            folder = source if source is not None else record.get("path")
+            if folder is None:
+                raise UnknownSourceError(key)
+            held = {
+                name.casefold()
+                for other, other_record in entries.items()
+                if other != key
+                for out_dir, name in (other_record.get("output_folders") or {}).items()
+                if out_dir == target
+            }
+            with suppress(FileNotFoundError):  # no output folder yet: nothing in it to avoid
+                held |= {entry.casefold() for entry in os.listdir(target)}  # someone else's, or an older layout's
+            base = folder_name_for(folder)
+            name, n = base, 2
+            while name.casefold() in held or name == STATE_FOLDER:
+                name, n = f"{base}-{n}", n + 1
+            if claim:
+                entries[key] = {
+                    **record,
+                    "path": record.get("path") or normalise_path(folder),
+                    "output_folders": {**(record.get("output_folders") or {}), target: name},
+                }
+                self._write(entries)
+            return Path(target) / name
 
     def entries(self) -> dict[str, str]:
         """{partition key: folder}."""

@@ -87,6 +87,9 @@ def test_cli_json_stdout_parses_line_by_line_and_stderr_shows_progress(tmp_path)
     assert [s["files"] for s in summaries] == [9, 6] and all(s["backend"] == "cnn" for s in summaries)
     assert summaries[0]["undo"] == f"neural-sorter undo {out}"
     assert summaries[0]["manifest"] == str(out / ".neural-sorter" / "manifest.csv")
+    # each source's tree is named after its folder, the summary says where
+    assert [s["output"] for s in summaries] == [str(out / "first"), str(out / "second")]
+    assert {p.name for p in out.iterdir()} == {"first", "second", ".neural-sorter"}
     # stderr: a line per long stage and tqdm bars with counts and ETA; no library chatter, no warnings.
     assert "decoding 9 files…" in stderr and "embedding 9 files (cnn backend)…" in stderr
     assert re.search(r"embed \(cnn\):.*\d+/9 \[.*<", stderr), stderr[-2000:]
@@ -97,8 +100,7 @@ def test_cli_json_stdout_parses_line_by_line_and_stderr_shows_progress(tmp_path)
     again = run(tmp_path, "sort", str(first), "--backend", "cnn")
     assert again.returncode == 0, again.stderr
     lines = again.stdout.splitlines()
-    key = partition_key_for(first)
-    assert f"sorted into {out / key}:" in lines  # the output folder was remembered
+    assert f"sorted into {out / 'first'}:" in lines  # the output folder and the folder name in it were remembered
     folders = [line for line in lines if re.match(r"  \S+/ +\d+ files?$", line)]
     assert sum(int(line.split()[-2]) for line in folders) == 9
     assert f"manifest: {out / '.neural-sorter' / 'manifest.csv'}" in lines

@@ -106,6 +106,8 @@ def test_whole_graph_materializes_for_one_partition(tmp_path, monkeypatch):
         assert metadata["clusters"].value == 3 and "data:image/png;base64" in metadata["gallery"].value
         checks = result.get_asset_check_evaluations()
         assert len(checks) == 2 and all(check.passed for check in checks), checks
+        tree = instance.get_latest_materialization_event(dg.AssetKey("reorganized_tree")).asset_materialization
+        assert str(tree.metadata["output"].value) == str(out / "src")  # the Dagster UI shows the readable folder
     graph = defs.resolve_asset_graph()
     for asset in ASSETS:  # the columns the UI documents are the columns the stages write
         documented = graph.get(dg.AssetKey(asset)).metadata["dagster/column_schema"]
@@ -115,7 +117,7 @@ def test_whole_graph_materializes_for_one_partition(tmp_path, monkeypatch):
     assert frames.loc[frames["relative_path"] == "broken.jpg", "error"].str.contains("image").all()
     embeds = pd.read_parquet(store / "embeddings" / f"{key}.parquet")
     assert len(embeds) == len(images) and set(embeds["backend"]) == {"cnn"}
-    placed = [p for p in (out / key).rglob("*") if p.is_file()]
+    placed = [p for p in (out / "src").rglob("*") if p.is_file()]  # OUT/<source folder name>/<cluster>/
     assert sorted(content_hash(p) for p in placed) == sorted(content_hash(p) for p in images)
 
 

@@ -64,3 +64,72 @@ def test_damaged_registry_is_set_aside_and_rebuilt(tmp_path: Path, damage: bytes
     kept = [p for p in os.listdir(store) if p.startswith("sources.json.damaged-")]
     assert len(kept) == 1 and (store / kept[0]).read_bytes() == damage
     assert "sources.json" in caplog.text and "damaged" in caplog.text
+
+
+def test_output_folder_is_the_source_name_and_collision_safe(tmp_path: Path):
+    """Two folders called ``photos`` sorted into one OUT get ``photos`` and ``photos-2``, recorded so the choice
+    never changes between runs (even once the first is removed, a third source never takes ``photos-2``)."""
+    registry = SourceRegistry(tmp_path / "store")
+    out = tmp_path / "out"
+    first, second, third = (tmp_path / d / "photos" for d in ("a", "b", "c"))
+    for folder in (first, second, third):
+        folder.mkdir(parents=True)
+    k1, k2, k3 = (registry.add(f, output_dir=out) for f in (first, second, third))
+    assert registry.output_folder(k1, out) == out / "photos"  # a peek records nothing...
+    assert registry.output_folder(k2, out) == out / "photos"
+    assert registry.output_folder(k1, out, claim=True) == out / "photos"  # ...a claim does
+    assert registry.output_folder(k2, out, claim=True) == out / "photos-2"
+    assert registry.output_folder(k1, out) == out / "photos" and registry.output_folder(k2, out) == out / "photos-2"
+    assert registry.record(k2)["output_folders"] == {str(out): "photos-2"}
+    registry.add(second, output_dir=tmp_path / "elsewhere")  # re-registering keeps the recorded name
+    assert registry.output_folder(k2, out) == out / "photos-2"
+    assert registry.output_folder(k3, out, claim=True) == out / "photos-3"
+    # another output folder is another namespace: the first there gets the plain name
+    assert registry.output_folder(k3, tmp_path / "other", claim=True) == tmp_path / "other" / "photos"
+
+
+def test_output_folder_avoids_folders_already_in_out_and_case_clashes(tmp_path: Path):
+    registry = SourceRegistry(tmp_path / "store")
+    out = tmp_path / "out"
+    (out / "photos").mkdir(parents=True)  # made by someone else (another store, the user)
+    upper, lower = tmp_path / "x" / "Photos", tmp_path / "y" / "photos"
+    upper.mkdir(parents=True)
+    lower.mkdir(parents=True)
+    k_upper, k_lower = registry.add(upper), registry.add(lower)
+    assert registry.output_folder(k_upper, out, claim=True) == out / "Photos-2"
+    (out / "Photos-2").mkdir()  # its tree now exists: its own name stays its own
+    assert registry.output_folder(k_upper, out, claim=True) == out / "Photos-2"
+    # "photos-2" would be the same folder on macOS or Windows
+    assert registry.output_folder(k_lower, out, claim=True) == out / "photos-3"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("My Photos", "My Photos"),
+        (".hidden", "hidden"),
+        ("a:b*c?", "a_b_c_"),
+        ("Ferien 2024 · Côte d'Azur", "Ferien 2024 · Côte d'Azur"),
+        ("tab\there", "tab_here"),
+        ("x" * 300, "x" * 120),
+        ("...", "root"),
+    ],
+)
+def test_folder_names_are_readable_and_safe(tmp_path: Path, name: str, expected: str):
+    assert sources.folder_name_for(tmp_path / name) == expected
+
+
+def test_undecodable_folder_name_gets_a_safe_name(tmp_path: Path):
+    raw = os.fsdecode(b"caf\xe9")  # Latin-1 bytes on a UTF-8 system: a surrogate in Python
+    assert sources.folder_name_for(tmp_path / raw) == "caf_"
+
+
+def test_output_folder_of_an_unregistered_source_needs_its_path(tmp_path: Path):
+    registry = SourceRegistry(tmp_path / "store")
+    with pytest.raises(sources.UnknownSourceError):
+        registry.output_folder("photos-0", tmp_path / "out")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    key = partition_key_for(folder)
+    assert registry.output_folder(key, tmp_path / "out", folder, claim=True) == tmp_path / "out" / "photos"
+    assert registry.resolve(key) == folder

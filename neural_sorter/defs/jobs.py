@@ -75,7 +75,9 @@ def register_source_folder(
     output = normalise_path(config.output) if config.output else recorded or default_output_dir(path)
     key = registry.add(path, output_dir=output)
     context.instance.add_dynamic_partitions(source_dirs.name, [key])
-    context.log.info(f"registered {path} as partition {key}; its sorted tree goes to {output}/{key}")
+    context.log.info(
+        f"registered {path} as partition {key}; its sorted tree goes to {registry.output_folder(key, output)}"
+    )
 
 
 @dg.job(description="Add a folder to sort: fill in path (and output), launch; the sort of it starts by itself.")

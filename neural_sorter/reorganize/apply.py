@@ -165,7 +165,9 @@ def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = 
         write_manifest(manifest, actions)
         return ReorganizeReport(run_id, str(manifest), _count(actions))
     partition = actions[0].partition if actions else "empty"
-    remove_stale_temporaries(out / partition)
+    trees = _trees(out, actions)
+    for tree in trees:
+        remove_stale_temporaries(tree)
     moved_from = {os.path.dirname(a.source) for a in actions if a.action == ActionKind.MOVE}
     identities = {source_folder: folder_identity(source_folder) for source_folder in moved_from}
     history = folder / HISTORY_DIR
@@ -196,11 +198,19 @@ def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = 
             for parent in touched:
                 fsync_dir(parent)
             if not complete:
-                remove_stale_temporaries(out / partition)
+                for tree in trees:
+                    remove_stale_temporaries(tree)
     finally:
         journal.close(complete=complete)
     remove_empty_dirs(out, exclude=folder)
     return report
+
+
+def _trees(out: Path, actions: list[Action]) -> set[Path]:
+    """The folders of ``out`` this run writes into (the source's ``OUT/<name>``, and ``OUT/<partition>`` while
+    a tree of the older layout is relocated): where a killed run's half-written copies can be."""
+    tops = {Path(os.path.relpath(a.destination, out)).parts[0] for a in actions if a.destination}
+    return {out / top for top in tops if top not in ("..", ".", state_dir(out).name)}
 
 
 def _check_state_dir(out: Path) -> None:

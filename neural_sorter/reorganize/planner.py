@@ -75,8 +75,11 @@ def plan_reorganization(
     run_id: str,
     *,
     keep_structure: bool = False,
+    tree: Path | None = None,
 ) -> Plan:
     """``plan`` against the records in ``out`` and the real filesystem.
+
+    ``tree``: the source's folder in ``out`` (``SourceRegistry.output_folder``); default ``out/<partition>``.
 
     When the latest record for ``partition`` belongs to a run that was killed or interrupted, the new plan
     adopts it (``Plan.adopts``): ``execute_plan`` retires that record once the new one is written, and the
@@ -89,7 +92,7 @@ def plan_reorganization(
             hashes[path] = current_hash(path)
         return hashes[path]
 
-    disk = {"digest": digest, "keep_structure": keep_structure}
+    disk = {"digest": digest, "keep_structure": keep_structure, "tree": tree}
     latest = latest_record(out, partition)
     if latest is None:
         empty = pd.DataFrame(columns=MANIFEST_FIELDS)
@@ -118,6 +121,7 @@ def plan(
     *,
     digest: Digest | None = None,
     keep_structure: bool = False,
+    tree: Path | None = None,
 ) -> Plan:
     """The delta from ``placed`` (the holding rows of the last record) to what ``files`` asks for.
 
@@ -138,11 +142,15 @@ def plan(
     relocated or retired to the trash. Without ``digest`` placements are assumed unedited.
 
     ``keep_structure``: each file goes to ``<cluster>/<its original sub-folders>/`` instead of ``<cluster>/``.
+
+    ``tree``: where the source's clusters go (``OUT/<source folder name>``, chosen by
+    ``SourceRegistry.output_folder``); None keeps ``OUT/<partition>``. A placement recorded under another
+    folder (the partition-key layout of older versions) is relocated like any whose cluster changed.
     """
     if mode not in {str(kind) for kind in PLACING_ACTIONS}:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(map(str, PLACING_ACTIONS))}")
     mode = ActionKind(mode)
-    base = out / partition
+    base = tree if tree is not None else out / partition
     rows = [_settled(row, exists) for row in placed.itertuples(index=False)]
     by_source = {row.source: row for row in rows}
 
@@ -274,6 +282,7 @@ def plan(
         exists,
         digest=digest,
         keep_structure=keep_structure,
+        tree=tree,
     )
 
 

@@ -1,5 +1,5 @@
-"""``reorganized_tree``: each file placed in ``OUT/<partition>/<cluster>/`` (copy by default), every action
-recorded in a manifest first so a crash at any moment leaves a state that a re-run or ``undo`` completes.
+"""``reorganized_tree``: each file placed in ``OUT/<source folder name>/<cluster>/`` (copy by default), every
+action recorded in a manifest first so a crash at any moment leaves a state that a re-run or ``undo`` completes.
 A placed copy the user edited is kept where it is and reported (the ``note`` column, ``kept_edited``)."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from neural_sorter.sources import SourceRegistry
 from neural_sorter.stages import StageError, StageReport
 
 ReorganizeMode = Literal["copy", "hardlink", "symlink", "move"]
@@ -27,7 +28,7 @@ class ReorganizeOptions(BaseModel):
     keep_structure: bool = Field(
         False,
         description="Keep each file's original sub-folder under its cluster folder "
-        "(OUT/<partition>/<cluster>/<sub/folders>/<file>) instead of placing all files flat in the cluster folder.",
+        "(OUT/<source>/<cluster>/<sub/folders>/<file>) instead of placing all files flat in the cluster folder.",
     )
 
 
@@ -36,7 +37,7 @@ REVIEW_FOLDER = "_review"
 
 
 def placement_folders(clusters: pd.DataFrame, duplicates: str = "keep", review: bool = False) -> pd.DataFrame:
-    """The files to place and the folder (below ``OUT/<partition>``) each goes to.
+    """The files to place and the folder (below ``OUT/<source>``) each goes to.
 
     ``duplicates``: ``keep`` places every copy in its cluster; ``separate`` places a group's representative in
     its cluster and the other copies in ``_duplicates/<group>/``; ``skip`` places only representatives.
@@ -68,10 +69,14 @@ def build_reorganized_tree(
     out: Path,
     source: Path,
     partition_key: str,
+    registry: SourceRegistry,
     force: bool = False,
     on_wait: Callable[[str], None] | None = None,
 ) -> tuple[pd.DataFrame, StageReport]:
-    """Plans and applies the placements under the output folder's lock."""
+    """Plans and applies the placements under the output folder's lock.
+
+    The source's folder in ``out`` is chosen (and, unless a dry run, recorded) by ``registry.output_folder``
+    under that lock, so two sources sorted into one output folder at once cannot both take one name."""
     from neural_sorter.inventory import display_text, source_path
     from neural_sorter.reorganize import (
         Action,
@@ -95,8 +100,16 @@ def build_reorganized_tree(
     run_id = new_run_id()
     try:
         with output_lock(out, on_wait=on_wait):
+            tree = registry.output_folder(partition_key, out, source, claim=not options.dry_run)
             actions = plan_reorganization(
-                files, out, partition_key, options.mode, options.rename, run_id, keep_structure=options.keep_structure
+                files,
+                out,
+                partition_key,
+                options.mode,
+                options.rename,
+                run_id,
+                keep_structure=options.keep_structure,
+                tree=tree,
             )
             result = execute_plan(out, actions, run_id, dry_run=options.dry_run)
     except OutputBusyError as exc:
@@ -114,7 +127,7 @@ def build_reorganized_tree(
     kept = [(a.destination, a.note) for a in actions if a.note]
     report = StageReport(
         {
-            "output": out / partition_key,
+            "output": tree,
             "manifest": Path(result.manifest),
             "mode": options.mode,
             "duplicates": duplicates,

@@ -34,7 +34,7 @@ def reorganized_tree(
     clusters: pd.DataFrame,
     file_manifest: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Places each file in ``OUT/<partition>/<cluster>/`` (copy by default), recording every action."""
+    """Places each file in ``OUT/<source folder name>/<cluster>/`` (copy by default), recording every action."""
     key = context.partition_key
     with stage_failures():
         options = sorter.options(key).updated(**set_values(config))
@@ -45,6 +45,7 @@ def reorganized_tree(
             out=Path(options.output_dir),
             source=sorter.source_dir(key, options),
             partition_key=key,
+            registry=sorter.registry(),
             force=config.force,
             duplicates=options.duplicates,
             review=options.review,
