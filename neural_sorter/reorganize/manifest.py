@@ -13,6 +13,11 @@ sequence number, so they exist before it does):
   journals existed have none and are treated as complete.
 - ``.undo-<key>``: the row numbers an undo has settled. A failed undo keeps the record, so the next undo
   retries exactly the rows not listed here.
+
+The records are strict UTF-8 whatever the file names are, so ``pandas.read_csv``, spreadsheets and scripts
+read them: a name that is not UTF-8 (on Linux any bytes are a name, e.g. Latin-1 ``b"caf\\xe9.png"``) appears
+backslash-escaped (``caf\\xe9.png``, readable but ambiguous) in its column, and its exact bytes, percent-encoded, in
+``<column>_bytes``; undo acts on those bytes. Records from before hold the raw bytes and still read.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 import pandas as pd
 
@@ -42,6 +48,9 @@ MANIFEST_FIELDS = [
     # "device:inode:uid:mode" of the folder a moved original came from; undo restores only into it.
     "source_folder",
 ]
+# Columns holding file names; each has a ``<name>_bytes`` column with the exact bytes of a name that is not UTF-8.
+PATH_FIELDS = ("source", "destination", "previous_destination")
+BYTES_FIELDS = [f"{field}_bytes" for field in PATH_FIELDS]
 HISTORY_DIR = "history"
 _KINDS = frozenset(str(kind) for kind in ActionKind)
 COMPLETE = "complete"
@@ -167,19 +176,31 @@ def write_manifest(path: Path, actions: list[Action], source_folders: dict[str, 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with open(fd, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS)
+    with open(fd, "w", newline="", encoding="utf-8") as handle:  # strict: _escaped leaves no surrogate
+        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS + BYTES_FIELDS)
         writer.writeheader()
         for action in actions:
             row = asdict(action)
             row.pop("note", None)  # reported by the stage, not recorded
             row["action"] = row["action"].value  # the plain string older versions wrote
             row["source_folder"] = (source_folders or {}).get(os.path.dirname(action.source), "")
+            for field, exact in zip(PATH_FIELDS, BYTES_FIELDS, strict=True):
+                row[field], row[exact] = _escaped(row[field])
             writer.writerow(row)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
     fsync_dir(path.parent)
+
+
+def _escaped(name: str) -> tuple[str, str]:
+    """(valid-UTF-8 text for the name column, percent-encoded exact bytes or "" when the text is exact)."""
+    try:
+        name.encode("utf-8")
+        return name, ""
+    except UnicodeEncodeError:  # surrogates: bytes os.fsdecode could not decode
+        raw = name.encode("utf-8", "surrogateescape")
+        return raw.decode("utf-8", "backslashreplace"), quote_from_bytes(raw, safe="/")
 
 
 class ManifestError(ValueError):
@@ -191,7 +212,9 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
     Read with the ``csv`` module rather than ``pandas.read_csv``, which accepts a row with extra fields by
     silently turning the first ones into an index: a damaged record must be named, never half-understood.
-    Paths that are not valid UTF-8 were written with surrogateescape and are read back the same way.
+    File names come back as ``os.fsdecode`` gives them (surrogates for bytes that are not UTF-8): from the
+    ``_bytes`` columns where a row has them, else from the name columns, which in records written before
+    those columns existed hold the raw bytes (read with surrogateescape).
     """
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as handle:
         reader = csv.reader(handle)
@@ -215,7 +238,11 @@ def read_manifest(path: Path) -> pd.DataFrame:
     for column in MANIFEST_FIELDS:
         if column not in table.columns:  # written by an older version
             table[column] = ""
-    return table
+    for field, exact in zip(PATH_FIELDS, BYTES_FIELDS, strict=True):
+        if exact in table.columns:
+            named = table[exact] != ""
+            table.loc[named, field] = [os.fsdecode(unquote_to_bytes(value)) for value in table.loc[named, exact]]
+    return table.drop(columns=[c for c in BYTES_FIELDS if c in table.columns])
 
 
 def latest_record(out: Path, partition: str) -> tuple[Path, pd.DataFrame] | None:
