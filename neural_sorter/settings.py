@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from neural_sorter.duplicates import DuplicateOptions
@@ -111,6 +111,18 @@ class SorterConfig(
 
     autoencoder: AutoencoderOptions = Field(default_factory=AutoencoderOptions)
 
+    @model_validator(mode="after")
+    def _categories_need_clip(self) -> SorterConfig:
+        """Categories name clusters through CLIP's text tower; a backend without one would sort as if they had
+        not been given, which a user reads as "my categories were used". ``auto`` with categories means CLIP
+        (``stages.clip_model`` fails when CLIP cannot load rather than falling back to the cnn)."""
+        if self.categories and self.backend in ("cnn", "autoencoder"):
+            raise ValueError(
+                f"categories: backend {self.backend} cannot use categories (only clip names clusters after them); "
+                "drop categories or use backend clip (or auto)"
+            )
+        return self
+
     def updated(self, **overrides: Any) -> SorterConfig:
         """Returns a validated copy with every non-None override applied."""
         data = self.model_dump()
@@ -135,8 +147,11 @@ def validate_config(data: dict[str, Any], origin: str = "config") -> SorterConfi
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            field = ".".join(str(part) for part in error["loc"]) or "(root)"
-            problems.append(f"{field}: {error['msg']}")
+            field = ".".join(str(part) for part in error["loc"])
+            if field:
+                problems.append(f"{field}: {error['msg']}")
+            else:  # a rule across fields (model validator): its message starts with the field it names
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
         raise ConfigError(f"invalid {origin}: " + "; ".join(problems)) from None
 
 

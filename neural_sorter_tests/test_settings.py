@@ -41,9 +41,9 @@ def test_invalid_values_name_the_field(data, field):
 
 def test_yaml_file_and_overrides(tmp_path: Path):
     path = tmp_path / "sorter.yaml"
-    path.write_text("backend: cnn\ncategories: [cats, dogs]\nk: 4\n")
+    path.write_text("backend: clip\ncategories: [cats, dogs]\nk: 4\n")
     config = load_config(path)
-    assert config.backend == "cnn" and config.categories == ["cats", "dogs"] and config.k == 4
+    assert config.backend == "clip" and config.categories == ["cats", "dogs"] and config.k == 4
     assert config.updated(k=None, method="hdbscan").method == "hdbscan"
     with pytest.raises(ConfigError, match="method"):
         config.updated(method="dbscan")

@@ -17,7 +17,8 @@ def build_clip_model(options: EmbeddingOptions, device) -> tuple[pd.DataFrame, S
     """Loads CLIP and embeds the categories when the backend may use it.
 
     With backend ``auto`` a CLIP that cannot be loaded is recorded as unavailable (embeddings then use the
-    cnn backend); with backend ``clip`` it is an error that says how to provide the weights.
+    cnn backend) unless categories were given (they need CLIP); with backend ``clip`` it is an error that says
+    how to provide the weights.
     """
     from neural_sorter.models.clip import ClipUnavailable, load_clip
 
@@ -31,6 +32,8 @@ def build_clip_model(options: EmbeddingOptions, device) -> tuple[pd.DataFrame, S
     except ClipUnavailable as exc:
         if options.backend == "clip":
             raise StageError(str(exc)) from None
+        if options.categories:  # auto with categories means CLIP: a cnn sort would silently drop them
+            raise StageError(f"categories need the clip backend, and CLIP could not be loaded: {exc}") from None
         report = StageReport(
             {"status": "unavailable", "message": str(exc)}, warnings=[f"{exc} Falling back (backend auto)."]
         )
