@@ -188,13 +188,32 @@ def cmd_sort(args: argparse.Namespace) -> int:
     clip_problem = _missing_clip_folder(config)
     if clip_problem:
         return _fail(clip_problem, 2)
-    instance = _instance()
+    from neural_sorter import unchanged
+
+    instance = None  # Dagster is started only for a source that needs a run (issue 15)
     status = 0
     # From here on Ctrl-C is a KeyboardInterrupt: Dagster holds it until a safe point in a step, the
     # placement loop stops between two files, and the run ends as interrupted (exit 130, one line).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for source in sources:
         out = outputs[source]
+        # Nothing changed since the last successful sort (source tree, options, stored assets, OUT): print its
+        # summary again instead of a run. Any doubt means the full run below.
+        flags = {"force": bool(args.force), "retrain": bool(args.retrain)}
+        check = unchanged.attempt(
+            store, partition_key_for(source), source, out, config, flags, args.config or settings.config_path()
+        )
+        if check.summary is not None:
+            summary = check.summary | {"unchanged": True}
+            if args.json:
+                print(json.dumps(summary), flush=True)
+            else:
+                print(f"unchanged since run {summary.get('run_id')}: {source} -> {summary['output']}", file=sys.stderr)
+                _print_summary(summary)
+            continue
+        unchanged.forget(check.path)
+        if instance is None:
+            instance = _instance()
         key = store.sources.add(source, output_dir=out)
         instance.add_dynamic_partitions(PARTITIONS_NAME, [key])
         if not args.json:
@@ -219,7 +238,9 @@ def cmd_sort(args: argparse.Namespace) -> int:
             "output": str(store.sources.output_folder(key, out)),
             "undo": f"neural-sorter undo {out}",
             "manifest": str(out / ".neural-sorter" / "manifest.csv"),
+            "unchanged": False,
         }
+        unchanged.record(check, store, key, out, summary)
         if args.json:
             print(json.dumps(summary), flush=True)
         else:
