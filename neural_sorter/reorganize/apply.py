@@ -6,6 +6,7 @@ import contextlib
 import errno
 import os
 import signal
+import stat
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -14,18 +15,27 @@ from pathlib import Path
 from tqdm import tqdm
 
 from neural_sorter.reorganize.actions import DRY_RUN_NAME, MANIFEST_NAME, PLACING_ACTIONS, Action, ActionKind, state_dir
+from neural_sorter.reorganize.dirfd import (
+    closing_fd,
+    exists_at,
+    hash_at,
+    lstat_at,
+    open_dir,
+    readlink_at,
+    rename_no_replace_at,
+    same_entry,
+)
 from neural_sorter.reorganize.fs import (
     UnsafePathError,
-    copy_to_temp,
     ensure_real_dirs,
     folder_identity,
     fsync_dir,
     hash_matches,
-    move_file,
-    publish,
+    move_in,
+    parent_fd,
+    place_copy,
     remove_empty_dirs,
     remove_stale_temporaries,
-    rename_no_replace,
 )
 from neural_sorter.reorganize.manifest import (
     HISTORY_DIR,
@@ -46,27 +56,57 @@ class ReorganizeReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _already_done(action: Action) -> bool:
+def _already_done(action: Action, dir_fd: int, name: str) -> bool:
     """A placement that a killed earlier attempt of this same plan already made."""
-    if not os.path.lexists(action.destination):
+    info = lstat_at(dir_fd, name)
+    if info is None:
         return False
     if action.action == ActionKind.SYMLINK:
-        return os.path.islink(action.destination) and os.readlink(action.destination) == action.source
-    return hash_matches(action.destination, action.content_hash)
+        return stat.S_ISLNK(info.st_mode) and readlink_at(dir_fd, name) == action.source
+    return hash_at(dir_fd, name) == action.content_hash
 
 
 def apply_action(action: Action, out: Path | None = None) -> None:
     """Carries out one action; idempotent, so a re-run completes a half-done plan.
 
-    With ``out``, every folder between ``out`` and the destination must be a real folder (never a symlink).
+    With ``out``, every folder between ``out`` and the destination must be a real folder (never a symlink),
+    and every write and delete inside OUT goes through a descriptor of its folder (``dirfd``): a folder
+    swapped for a symlink after the check is not followed, and the file fails with a reason instead.
     """
     destination = Path(action.destination)
-    kind = action.action
-    if kind == ActionKind.KEEP:
+    if action.action == ActionKind.KEEP:
         return
-    if out is not None and destination.is_relative_to(out):
-        ensure_real_dirs(out, destination.parent)
-    if kind in PLACING_ACTIONS and _already_done(action):
+    folder = destination.parent
+    root = out if out is not None and folder.is_relative_to(out) else folder
+    with closing_fd(ensure_real_dirs(root, folder)) as dir_fd:
+        try:
+            _apply_in(action, dir_fd, destination.name, out)
+        except UnsafePathError:
+            raise
+        except OSError as exc:
+            _raise_if_swapped(root, folder, dir_fd, exc)
+            raise
+
+
+def _raise_if_swapped(root: Path, folder: Path, dir_fd: int, exc: OSError) -> None:
+    """Names the reason when a write failed because its folder was swapped (for a symlink) under it."""
+    held = os.fstat(dir_fd)
+    try:
+        with closing_fd(open_dir(root, folder)) as now:
+            info = os.fstat(now)
+            if (info.st_dev, info.st_ino) == (held.st_dev, held.st_ino):
+                return
+    except UnsafePathError as swapped:
+        raise UnsafePathError(f"{swapped} (it was swapped in while placing; nothing written through it)") from exc
+    except OSError:
+        pass
+    raise UnsafePathError(f"{folder} was replaced while placing ({exc}); nothing written outside it") from exc
+
+
+def _apply_in(action: Action, dir_fd: int, name: str, out: Path | None) -> None:
+    """``apply_action`` within the open destination folder."""
+    kind = action.action
+    if kind in PLACING_ACTIONS and _already_done(action, dir_fd, name):
         if (
             kind == ActionKind.MOVE
             and os.path.lexists(action.source)
@@ -74,45 +114,36 @@ def apply_action(action: Action, out: Path | None = None) -> None:
         ):
             os.unlink(action.source)  # killed between link and unlink of a move
         return
-    destination.parent.mkdir(parents=True, exist_ok=True)
     if kind == ActionKind.COPY:
         if not hash_matches(action.source, action.content_hash):
             raise OSError("source changed since it was inventoried; not copied (re-run to pick it up)")
-        tmp = copy_to_temp(action.source, destination.parent)
-        try:
-            publish(tmp, destination)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        place_copy(action.source, dir_fd, name)
     elif kind == ActionKind.HARDLINK:
-        os.link(action.source, destination)
+        os.link(action.source, name, dst_dir_fd=dir_fd)
     elif kind == ActionKind.SYMLINK:
-        os.symlink(action.source, destination)
+        os.symlink(action.source, name, dir_fd=dir_fd)
     elif kind == ActionKind.MOVE:
         if not hash_matches(action.source, action.content_hash):
             raise OSError("source changed since it was inventoried; not moved (re-run to pick it up)")
-        move_file(action.source, destination, action.content_hash)
+        move_in(action.source, dir_fd, name, action.content_hash)
     elif kind in (ActionKind.RELOCATE, ActionKind.REMOVE):
-        origin = action.previous_destination
-        if not os.path.lexists(origin):
-            if os.path.lexists(destination):
+        origin = Path(action.previous_destination)
+        origin_fd = parent_fd(out, origin)
+        if origin_fd is None or not exists_at(origin_fd, origin.name):
+            if origin_fd is not None:
+                os.close(origin_fd)
+            if exists_at(dir_fd, name):
                 return  # done by a killed earlier attempt
             raise FileNotFoundError(f"{origin} is gone")
-        if _same_file(origin, destination):
-            os.unlink(origin)  # killed between link and unlink of the rename
-            return
-        if os.path.lexists(destination):
-            raise FileExistsError(errno.EEXIST, "destination exists", str(destination))
-        rename_no_replace(origin, destination)
+        with closing_fd(origin_fd):
+            if same_entry(origin_fd, origin.name, dir_fd, name):
+                os.unlink(origin.name, dir_fd=origin_fd)  # killed between link and unlink of the rename
+                return
+            if exists_at(dir_fd, name):
+                raise FileExistsError(errno.EEXIST, "destination exists", action.destination)
+            rename_no_replace_at(origin_fd, origin.name, dir_fd, name)
     else:  # pragma: no cover - ActionKind is closed
         raise ValueError(f"unknown action {kind!r}")
-
-
-def _same_file(a: str, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b) and not os.path.islink(a)
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager
@@ -167,7 +198,7 @@ def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = 
     partition = actions[0].partition if actions else "empty"
     trees = _trees(out, actions)
     for tree in trees:
-        remove_stale_temporaries(tree)
+        remove_stale_temporaries(tree, root=out)
     moved_from = {os.path.dirname(a.source) for a in actions if a.action == ActionKind.MOVE}
     identities = {source_folder: folder_identity(source_folder) for source_folder in moved_from}
     history = folder / HISTORY_DIR
@@ -199,7 +230,7 @@ def execute_plan(out: Path, actions: list[Action], run_id: str, dry_run: bool = 
                 fsync_dir(parent)
             if not complete:
                 for tree in trees:
-                    remove_stale_temporaries(tree)
+                    remove_stale_temporaries(tree, root=out)
     finally:
         journal.close(complete=complete)
     remove_empty_dirs(out, exclude=folder)
@@ -217,7 +248,7 @@ def _check_state_dir(out: Path) -> None:
     """The records and the trash live in ``OUT/.neural-sorter``; a symlink there would put them elsewhere."""
     try:
         # Owner-only: the records list every file name of the sources, and the trash holds retired copies.
-        ensure_real_dirs(out, state_dir(out) / HISTORY_DIR, mode=0o700)
+        os.close(ensure_real_dirs(out, state_dir(out) / HISTORY_DIR, mode=0o700))
     except UnsafePathError as exc:
         raise UnsafePathError(f"{exc}; refusing to sort into {out}") from None
 

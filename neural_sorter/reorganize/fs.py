@@ -2,7 +2,9 @@
 
 Kept in one place because the safety rules live here: names are published with ``os.link`` (which fails
 when the name exists) or an explicit existence check, copies are fsynced before they get a name, and a
-move only removes its source once the destination verifiably holds the same bytes.
+move only removes its source once the destination verifiably holds the same bytes. Inside OUT every
+write and delete goes through a descriptor of the folder it happens in, opened without following
+symlinks (``dirfd``), so a folder swapped for a symlink mid-run is never written through.
 """
 
 from __future__ import annotations
@@ -10,14 +12,26 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
-import shutil
 import stat
 from pathlib import Path
 
 from neural_sorter.inventory import content_hash
+from neural_sorter.reorganize.dirfd import (
+    DIR_FLAGS,
+    TEMP_PREFIX,
+    UnsafePathError,
+    closing_fd,
+    copy_fd_to_temp,
+    exists_at,
+    hash_at,
+    open_dir,
+    open_regular,
+    publish_at,
+    remove_empty_below,
+    remove_temporaries_in,
+)
 
-TEMP_PREFIX = ".ns-tmp-"
+__all__ = ["TEMP_PREFIX", "UnsafePathError"]
 
 
 def fsync_dir(folder: Path) -> None:
@@ -34,37 +48,28 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def copy_to_temp(source: str, folder: Path) -> Path:
-    """A durable copy of ``source`` under a temporary name in ``folder``, ready to be published."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+def copy_to_temp(source: str, dir_fd: int) -> str:
+    """A durable copy of the user's file ``source`` under a temporary name in the folder ``dir_fd``.
+
+    The source is opened non-blocking and must be a regular file (a FIFO swapped in would hang the copy).
+    """
+    src_fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with closing_fd(src_fd):
+        if not stat.S_ISREG(os.fstat(src_fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", source)
+        return copy_fd_to_temp(src_fd, dir_fd)
+
+
+def place_copy(source: str, dir_fd: int, name: str, expected_hash: str | None = None) -> None:
+    """Copies ``source`` to ``name`` in the folder: temporary, fsync, (hash check), link; never replaces."""
+    tmp = copy_to_temp(source, dir_fd)
     try:
-        with open(source, "rb") as src, open(tmp, "xb") as dst:
-            shutil.copyfileobj(src, dst, 1 << 20)
-            dst.flush()
-            os.fsync(dst.fileno())
-        shutil.copystat(source, tmp)
-    except BaseException:
-        # A full disk or an interrupt mid-copy must not leave a half-written temporary behind.
+        if expected_hash is not None and hash_at(dir_fd, tmp) != expected_hash:
+            raise OSError(f"copy of {source} does not match its hash; source left in place")
+        publish_at(dir_fd, tmp, name)
+    finally:
         with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return tmp
-
-
-def publish(tmp: Path, destination: Path) -> None:
-    """Gives ``tmp`` its final name without ever replacing an existing file."""
-    try:
-        os.link(tmp, destination)
-    except OSError as exc:
-        if exc.errno == errno.EEXIST:
-            raise
-        # Filesystems without hard links (FAT, some network shares): check-then-rename.
-        if os.path.lexists(destination):
-            raise FileExistsError(errno.EEXIST, "destination exists", str(destination)) from None
-        os.rename(tmp, destination)
-        return
-    os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dir_fd)
 
 
 def hash_matches(path: str, expected: str) -> bool:
@@ -85,87 +90,101 @@ def current_hash(path: str) -> str | None:
         return None
 
 
-def move_file(source: str, destination: Path, expected_hash: str) -> None:
-    """Moves without overwriting; across devices the copy's hash is verified before the source goes."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
+def move_in(source: str, dir_fd: int, name: str, expected_hash: str) -> None:
+    """Moves the user's file ``source`` to ``name`` in the folder without overwriting; across devices the
+    copy's hash is verified before the source goes."""
     try:
-        os.link(source, destination)
+        os.link(source, name, dst_dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.EEXIST:
             raise
-        tmp = copy_to_temp(source, destination.parent)
-        try:
-            if content_hash(tmp) != expected_hash:
-                raise OSError(f"copy of {source} does not match its hash; source left in place")
-            publish(tmp, destination)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        place_copy(source, dir_fd, name, expected_hash)
     os.unlink(source)
 
 
-def rename_no_replace(origin: str, destination: Path) -> None:
-    """Renames within OUT (relocations, the trash) without replacing what is at ``destination``."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.islink(origin):
-        target = os.readlink(origin)
-        os.symlink(target, destination)
-        os.unlink(origin)
-        return
-    try:
-        os.link(origin, destination)
-        os.unlink(origin)
-    except OSError as exc:
-        if exc.errno == errno.EEXIST:
-            raise
-        if os.path.lexists(destination):
-            raise FileExistsError(errno.EEXIST, "destination exists", str(destination)) from None
-        os.rename(origin, destination)
+def move_out(dir_fd: int, name: str, destination: str, expected_hash: str) -> None:
+    """Moves ``name`` (in the OUT folder ``dir_fd``) back to ``destination`` outside OUT, never replacing.
 
-
-def remove_stale_temporaries(tree: Path, recursive: bool = True) -> None:
-    """Half-written copies left by a killed run: they never got a real name, so nothing refers to them.
-
-    Looks only in real folders (``os.walk`` never follows a symlink, and a symlinked ``tree`` is skipped),
-    so a link planted in OUT cannot steer the clean-up into someone else's folder.
+    The destination folder is created if missing and then opened without following a symlink, so a folder
+    swapped after it was checked is never written through; across devices the copy is verified first.
     """
-    if os.path.islink(tree) or not os.path.isdir(tree):
-        return
-    for dirpath, _dirnames, filenames in os.walk(tree):
-        for name in filenames:
-            path = os.path.join(dirpath, name)
-            if name.startswith(TEMP_PREFIX) and stat.S_ISREG(os.lstat(path).st_mode):
+    folder, base = os.path.split(destination)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        out_fd = os.open(folder, DIR_FLAGS)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePathError(f"{folder} is a symlink or not a folder; not restoring through it") from None
+        raise
+    with closing_fd(out_fd):
+        try:
+            os.link(name, base, src_dir_fd=dir_fd, dst_dir_fd=out_fd, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                raise
+            with closing_fd(open_regular(dir_fd, name)) as src_fd:
+                tmp = copy_fd_to_temp(src_fd, out_fd)
+            try:
+                if hash_at(out_fd, tmp) != expected_hash:
+                    raise OSError(f"copy of {name} does not match its hash; left in place") from None
+                publish_at(out_fd, tmp, base)
+            finally:
                 with contextlib.suppress(OSError):
-                    os.unlink(path)
-        if not recursive:
-            break
+                    os.unlink(tmp, dir_fd=out_fd)
+        os.fsync(out_fd)
+    os.unlink(name, dir_fd=dir_fd)
 
 
-class UnsafePathError(OSError):
-    """A folder this tool would write into is a symlink or not a folder; nothing is written through it."""
-
-
-def ensure_real_dirs(root: Path, folder: Path, mode: int = 0o777) -> None:
-    """Creates ``folder`` below ``root`` component by component, refusing any that is a symlink.
+def ensure_real_dirs(root: Path, folder: Path, mode: int = 0o777) -> int:
+    """Creates ``folder`` below ``root`` component by component, refusing any that is a symlink, and
+    returns a descriptor of it (the caller's to close) through which to write.
 
     A symlinked partition, cluster or state folder (planted before or during a run) would otherwise
-    send copies, moves or the trash to wherever it points.
+    send copies, moves or the trash to wherever it points; writing through the descriptor rather than
+    the path means one swapped after this check is not followed either.
     """
-    relative = folder.relative_to(root)
-    root.mkdir(parents=True, exist_ok=True)  # OUT itself is the user's choice, symlink or not
-    current = root
-    for part in relative.parts:
-        current = current / part
-        try:
-            info = os.lstat(current)
-        except FileNotFoundError:
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(current, mode)  # ``mode`` is further limited by the umask
-            info = os.lstat(current)
-        if stat.S_ISLNK(info.st_mode):
-            raise UnsafePathError(f"{current} is a symlink; refusing to write through it")
-        if not stat.S_ISDIR(info.st_mode):
-            raise UnsafePathError(f"{current} is not a folder")
+    return open_dir(root, folder, create=True, mode=mode)
+
+
+def parent_fd(out: Path | None, path: Path, create: bool = False, mode: int = 0o777) -> int | None:
+    """A descriptor of ``path``'s folder, opened from ``out`` without following symlinks below it (from the
+    folder itself when ``path`` is not in ``out``); None when the folder does not exist and ``create`` is off.
+    """
+    folder = path.parent
+    root = out if out is not None and folder.is_relative_to(out) else folder
+    if create:
+        return ensure_real_dirs(root, folder, mode)
+    try:
+        return open_dir(root, folder)
+    except FileNotFoundError:
+        return None
+
+
+def remove_stale_temporaries(tree: Path, recursive: bool = True, root: Path | None = None) -> None:
+    """Half-written copies left by a killed run: they never got a real name, so nothing refers to them.
+
+    Looks only in real folders: ``tree`` is opened without following a symlink (nor is any folder between
+    ``root`` and it), and the walk below goes through descriptors and never enters a symlinked folder, so
+    a link planted in OUT, before or during the clean-up, cannot steer it into someone else's folder.
+    """
+    try:
+        fd = open_dir(root if root is not None and tree.parent.is_relative_to(root) else tree.parent, tree)
+    except OSError:
+        return  # missing, a symlink, or not a folder: nothing of ours to clean there
+    with closing_fd(fd):
+        remove_temporaries_in(fd, recursive)
+
+
+def exists_in(out: Path | None, path: Path) -> bool:
+    """Whether something is at ``path``, looked up through real folders only (False behind a symlink)."""
+    try:
+        fd = parent_fd(out, path)
+    except OSError:
+        return False
+    if fd is None:
+        return False
+    with closing_fd(fd):
+        return exists_at(fd, path.name)
 
 
 def folder_identity(folder: str) -> str:
@@ -211,10 +230,15 @@ def restore_folder_problem(folder: str, recorded: str) -> str | None:
 
 
 def remove_empty_dirs(out: Path, exclude: Path) -> None:
-    """Cluster folders emptied by relocations or removals; only empty ones, never the state folder."""
-    for dirpath, _dirnames, _files in os.walk(out, topdown=False):
-        path = Path(dirpath)
-        if path == out or path.is_relative_to(exclude):
-            continue
-        with contextlib.suppress(OSError):  # not empty: fine
-            path.rmdir()
+    """Cluster folders emptied by relocations or removals; only empty real ones, never the state folder.
+
+    Walks through descriptors (never into a symlink), so a folder swapped for a link to somewhere else
+    cannot make this remove an empty folder outside OUT.
+    """
+    try:
+        fd = os.open(out, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    skip = frozenset({exclude.name}) if exclude.parent == out else frozenset()
+    with closing_fd(fd):
+        remove_empty_below(fd, skip)

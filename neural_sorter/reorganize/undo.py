@@ -8,19 +8,30 @@ next ``undo`` retries exactly the rest. Only a fully settled record is retired t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 from neural_sorter.reorganize.actions import MANIFEST_NAME, PLACING_ACTIONS, STATE_DIR, ActionKind, state_dir
+from neural_sorter.reorganize.dirfd import (
+    closing_fd,
+    exists_at,
+    hash_at,
+    lstat_at,
+    readlink_at,
+    rename_no_replace_at,
+    same_entry,
+)
 from neural_sorter.reorganize.fs import (
     hash_matches,
-    move_file,
+    move_out,
+    parent_fd,
     remove_empty_dirs,
     remove_stale_temporaries,
-    rename_no_replace,
     restore_folder_problem,
 )
 from neural_sorter.reorganize.guard import check_own_state, output_lock
@@ -104,7 +115,7 @@ def _undo_latest(out: Path) -> UndoReport:
             row = table.iloc[index]
             was_applied = None if applied is None else index in applied[0]
             try:
-                outcome, reason = revert(row, was_applied, folder_verdicts)
+                outcome, reason = revert(row, was_applied, folder_verdicts, out)
             except OSError as exc:
                 outcome, reason = UndoOutcome.FAILED, f"could not revert: {exc}"
             if outcome == UndoOutcome.REVERTED:
@@ -134,48 +145,70 @@ def _undo_latest(out: Path) -> UndoReport:
     return report
 
 
-def revert(row, was_applied: bool | None = None, folder_verdicts: dict | None = None) -> tuple[UndoOutcome, str]:
+def revert(
+    row, was_applied: bool | None = None, folder_verdicts: dict | None = None, out: Path | None = None
+) -> tuple[UndoOutcome, str]:
     """Reverts one manifest row; the outcome and, unless it was reverted or moot, why.
 
     ``was_applied``: whether the run's journal lists the row as placed (None for records without one), which
-    tells a placement the user removed from one that never happened.
+    tells a placement the user removed from one that never happened. ``out``: the output folder; every
+    read, delete and rename inside it goes through descriptors of real folders opened from ``out``, so a
+    folder there swapped for a symlink (to copies elsewhere, say) fails the row instead of deleting there.
     """
-    action, destination, source = ActionKind(row.action), row.destination, row.source
+    action = ActionKind(row.action)
     if action == ActionKind.KEEP:
         return UndoOutcome.NOTHING_TO_DO, ""
+    destination = Path(row.destination)
+    dir_fd = parent_fd(out, destination)
+    if dir_fd is None:
+        return _revert_in(row, action, None, destination.name, was_applied, folder_verdicts, out)
+    with closing_fd(dir_fd):
+        return _revert_in(row, action, dir_fd, destination.name, was_applied, folder_verdicts, out)
+
+
+def _revert_in(row, action, dir_fd, name, was_applied, folder_verdicts, out) -> tuple[UndoOutcome, str]:
+    """``revert`` with the destination's folder open (``dir_fd`` None: that folder is gone)."""
+    destination, source = row.destination, row.source
+    present = dir_fd is not None and exists_at(dir_fd, name)
     if action in (ActionKind.RELOCATE, ActionKind.REMOVE):
-        previous = row.previous_destination
-        if not os.path.lexists(destination):
-            if was_applied and not os.path.lexists(previous):
-                return UndoOutcome.MISSING, f"was moved here from {previous}; renamed or removed since"
-            return UndoOutcome.NOTHING_TO_DO, ""  # never happened (run killed first), or already back
-        if os.path.lexists(previous):
-            if _same_file(previous, destination):
-                os.unlink(destination)  # a killed rename: both names, one file
-                return UndoOutcome.REVERTED, ""
-            return UndoOutcome.FAILED, f"{previous} exists; left {destination} in place"
-        rename_no_replace(destination, Path(previous))
-        return UndoOutcome.REVERTED, ""
-    if not os.path.lexists(destination):
+        previous = Path(row.previous_destination)
+        previous_fd = parent_fd(out, previous, create=present)
+        with contextlib.ExitStack() as stack:
+            if previous_fd is not None:
+                stack.enter_context(closing_fd(previous_fd))
+            previous_there = previous_fd is not None and exists_at(previous_fd, previous.name)
+            if not present:
+                if was_applied and not previous_there:
+                    return UndoOutcome.MISSING, f"was moved here from {previous}; renamed or removed since"
+                return UndoOutcome.NOTHING_TO_DO, ""  # never happened (run killed first), or already back
+            if previous_there:
+                if same_entry(previous_fd, previous.name, dir_fd, name):
+                    os.unlink(name, dir_fd=dir_fd)  # a killed rename: both names, one file
+                    return UndoOutcome.REVERTED, ""
+                return UndoOutcome.FAILED, f"{previous} exists; left {destination} in place"
+            rename_no_replace_at(dir_fd, name, previous_fd, previous.name)
+            return UndoOutcome.REVERTED, ""
+    if not present:
         if action == ActionKind.MOVE and not os.path.lexists(source) and was_applied is not False:
             return UndoOutcome.MISSING, f"the moved original {source} is no longer here nor back at its source"
         if was_applied and action in PLACING_ACTIONS and action != ActionKind.MOVE:
             return UndoOutcome.MISSING, f"the {action} of {source} was renamed or removed inside the output folder"
         return UndoOutcome.NOTHING_TO_DO, ""
     if action == ActionKind.SYMLINK:
-        if os.path.islink(destination) and os.readlink(destination) == source:
-            os.unlink(destination)
+        info = lstat_at(dir_fd, name)
+        if info is not None and stat.S_ISLNK(info.st_mode) and readlink_at(dir_fd, name) == source:
+            os.unlink(name, dir_fd=dir_fd)
             return UndoOutcome.REVERTED, ""
         return UndoOutcome.LEFT_IN_PLACE, "no longer the symlink this tool made; left in place"
-    if not hash_matches(destination, row.content_hash):
+    if hash_at(dir_fd, name) != row.content_hash:
         return UndoOutcome.LEFT_IN_PLACE, "content changed since it was placed; left in place"
     if action in (ActionKind.COPY, ActionKind.HARDLINK):
-        os.unlink(destination)
+        os.unlink(name, dir_fd=dir_fd)
         return UndoOutcome.REVERTED, ""
     # move: the original goes back, but only into the folder it came from
     if os.path.lexists(source):
         if hash_matches(source, row.content_hash):
-            os.unlink(destination)  # killed between link and unlink: the original is back already
+            os.unlink(name, dir_fd=dir_fd)  # killed between link and unlink: the original is back already
             return UndoOutcome.REVERTED, ""
         return UndoOutcome.FAILED, f"{source} exists with other content; left the moved file at {destination}"
     folder = os.path.dirname(source)
@@ -184,12 +217,5 @@ def revert(row, was_applied: bool | None = None, folder_verdicts: dict | None = 
         verdicts[folder] = restore_folder_problem(folder, getattr(row, "source_folder", ""))
     if verdicts[folder] is not None:
         return UndoOutcome.FAILED, f"{verdicts[folder]}; the original stays at {destination}"
-    move_file(destination, Path(source), row.content_hash)
+    move_out(dir_fd, name, source, row.content_hash)
     return UndoOutcome.REVERTED, ""
-
-
-def _same_file(a: str, b: str) -> bool:
-    try:
-        return os.path.samefile(a, b) and not os.path.islink(a) and not os.path.islink(b)
-    except OSError:
-        return False

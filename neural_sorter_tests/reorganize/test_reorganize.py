@@ -224,19 +224,21 @@ def test_move_across_devices_verifies_the_copy_before_removing_the_source(tmp_pa
     out = tmp_path / "out"
     real_link = os.link
 
-    def no_cross_device_links(source, destination):
+    def no_cross_device_links(source, destination, **kw):
         if str(source).startswith(str(src)):
             raise OSError(errno.EXDEV, "Invalid cross-device link")
-        return real_link(source, destination)
+        return real_link(source, destination, **kw)
 
     monkeypatch.setattr(fs.os, "link", no_cross_device_links)
     corrupting = {"on": True}
     real_copy = fs.copy_to_temp
 
-    def flaky_copy(source, folder):
-        tmp = real_copy(source, folder)
+    def flaky_copy(source, dir_fd):
+        tmp = real_copy(source, dir_fd)
         if corrupting["on"]:
-            tmp.write_bytes(b"bit rot")
+            fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC, dir_fd=dir_fd)
+            os.write(fd, b"bit rot")
+            os.close(fd)
         return tmp
 
     monkeypatch.setattr(fs, "copy_to_temp", flaky_copy)
