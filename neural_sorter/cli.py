@@ -24,10 +24,21 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _instance():
+    """The Dagster instance, after failing the runs of earlier CLI calls that were killed mid-run (a SIGKILLed
+    sort cannot record its end, and would otherwise show as running forever)."""
     settings.prepare_dagster_home()
     from dagster import DagsterInstance
 
-    return DagsterInstance.get()
+    from neural_sorter import run_records
+
+    instance = DagsterInstance.get()
+    stale = run_records.sweep_once(instance)
+    if stale:
+        print(
+            f"neural-sorter: note: marked {len(stale)} stale run(s) failed, their process is gone: {', '.join(stale)}",
+            file=sys.stderr,
+        )
+    return instance
 
 
 # The options `sort` offers, each declared once in its stage's options model; flags, choices, defaults and
@@ -291,15 +302,18 @@ def _run_sort(instance, run_config: dict[str, Any], key: str, verbose: bool) -> 
     (``--json`` output parses): what libraries print goes to stderr with ``-v`` and nowhere without."""
     import dagster as dg
 
+    from neural_sorter import run_records
+
     # execute_job, not execute_in_process: the latter keeps every step's output in memory for the whole
     # run (thumbnails, vectors), which on a 20,000-image folder is most of the run's peak memory.
+    # The process tags let the next CLI start fail this run if this process is killed before its end.
     with (
         quiet_libraries(verbose),
         dg.execute_job(
             dg.reconstructable(sort_source_job_def),
             instance=instance,
             run_config=run_config,
-            tags={"dagster/partition": key},
+            tags={"dagster/partition": key, **run_records.process_tags()},
         ) as result,
     ):
         return (None if result.success else _first_failure(result)), result.run_id

@@ -208,16 +208,35 @@ def load_config(path: str | os.PathLike[str] | None = None) -> SorterConfig:
     return validate_config(raw, origin=f"config file {chosen}")
 
 
+_INSTANCE_YAML_HEAD = (
+    "# Written by neural-sorter. Storage defaults to sqlite in this folder; point `storage` at\n"
+    "# Postgres and `run_launcher`/executor at Celery or K8s when one machine is not enough.\n"
+    "telemetry:\n  enabled: false\n"
+)
+# What older versions wrote; such a file is replaced by the current one (a file that differs is the user's).
+_OLD_INSTANCE_YAMLS = (_INSTANCE_YAML_HEAD,)
+INSTANCE_YAML = _INSTANCE_YAML_HEAD + (
+    "# The daemon (`dagster dev`) fails runs stuck starting for start_timeout_seconds, e.g. after their run\n"
+    "# worker was killed while launching. A killed `neural-sorter sort` is failed by the next CLI start.\n"
+    "run_monitoring:\n  enabled: true\n  start_timeout_seconds: 180\n  poll_interval_seconds: 60\n"
+)
+
+
 def prepare_dagster_home() -> Path:
-    """Creates DAGSTER_HOME with a dagster.yaml (telemetry off) unless the user brought their own."""
+    """Creates DAGSTER_HOME with a dagster.yaml (telemetry off, run monitoring on) unless the user brought
+    their own, which is never changed; one an older neural-sorter wrote, unedited, is brought up to date."""
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DAGSTER_HOME", str(home))
     instance_yaml = home / "dagster.yaml"
-    if not instance_yaml.exists():
-        instance_yaml.write_text(
-            "# Written by neural-sorter. Storage defaults to sqlite in this folder; point `storage` at\n"
-            "# Postgres and `run_launcher`/executor at Celery or K8s when one machine is not enough.\n"
-            "telemetry:\n  enabled: false\n"
-        )
+    try:
+        current = instance_yaml.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        current = None
+    except (OSError, UnicodeDecodeError):
+        return home  # unreadable here: the user's own, and Dagster will say what is wrong with it
+    if current is None or current in _OLD_INSTANCE_YAMLS:
+        tmp = instance_yaml.with_name(f".dagster.yaml.{os.getpid()}.tmp")
+        tmp.write_text(INSTANCE_YAML, encoding="utf-8")
+        os.replace(tmp, instance_yaml)  # two CLIs starting at once never leave a half-written file
     return home
