@@ -17,11 +17,14 @@ import pandas as pd
 
 from neural_sorter.reorganize.actions import PLACING_ACTIONS, Action, ActionKind, Plan, state_dir
 from neural_sorter.reorganize.fs import current_hash
+from neural_sorter.reorganize.lineage import placement_modes
 from neural_sorter.reorganize.manifest import MANIFEST_FIELDS, holding, is_complete, latest_record
 
 Exists = Callable[[str], bool]
 # The content hash of the regular file at a path, or None (not a regular file, unreadable, gone).
 Digest = Callable[[str], "str | None"]
+# How the file held at a destination was first placed (an ActionKind value), or None when unknown.
+PlacedAs = Callable[[str], "str | None"]
 
 # Most filesystems allow 255 bytes per name; leave room for " (NNN)" collision suffixes.
 _NAME_BYTES = 240
@@ -92,7 +95,15 @@ def plan_reorganization(
             hashes[path] = current_hash(path)
         return hashes[path]
 
-    disk = {"digest": digest, "keep_structure": keep_structure, "tree": tree}
+    lineage: dict[str, str] | None = None
+
+    def placed_as(destination: str) -> str | None:  # the history is read only if a plan needs it
+        nonlocal lineage
+        if lineage is None:
+            lineage = placement_modes(out, partition)
+        return lineage.get(destination)
+
+    disk = {"digest": digest, "keep_structure": keep_structure, "tree": tree, "placed_as": placed_as}
     latest = latest_record(out, partition)
     if latest is None:
         empty = pd.DataFrame(columns=MANIFEST_FIELDS)
@@ -122,6 +133,7 @@ def plan(
     digest: Digest | None = None,
     keep_structure: bool = False,
     tree: Path | None = None,
+    placed_as: PlacedAs | None = None,
 ) -> Plan:
     """The delta from ``placed`` (the holding rows of the last record) to what ``files`` asks for.
 
@@ -146,6 +158,10 @@ def plan(
     ``tree``: where the source's clusters go (``OUT/<source folder name>``, chosen by
     ``SourceRegistry.output_folder``); None keeps ``OUT/<partition>``. A placement recorded under another
     folder (the partition-key layout of older versions) is relocated like any whose cluster changed.
+
+    ``placed_as(destination)``: how the file there was first placed (``lineage.placement_modes``), so a
+    copy kept by earlier runs is retired like any copy once its original is gone, while a moved original
+    never is. Without it a kept placement whose source is gone is taken for a moved original.
     """
     if mode not in {str(kind) for kind in PLACING_ACTIONS}:
         raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(map(str, PLACING_ACTIONS))}")
@@ -163,7 +179,7 @@ def plan(
 
     def edited(earlier, *also: str) -> bool:
         # A moved original is the user's file anyway, and is never retired: no need to read it.
-        return not _was_moved_here(earlier, exists) and changed(earlier, *also)
+        return not _was_moved_here(earlier, exists, placed_as) and changed(earlier, *also)
 
     # Names held now; a recorded placement that is not on disk (never made, or removed) frees its name, so a
     # file retried after a failed or interrupted run gets its own name back.
@@ -249,7 +265,7 @@ def plan(
     for source, earlier in by_source.items():
         if source in wanted_sources or not exists(earlier.destination):
             continue
-        if _was_moved_here(earlier, exists):
+        if _was_moved_here(earlier, exists, placed_as):
             adopting = unfinished is not None and earlier.action in (ActionKind.MOVE, ActionKind.RELOCATE)
             actions.append(
                 Action(
@@ -283,6 +299,7 @@ def plan(
         digest=digest,
         keep_structure=keep_structure,
         tree=tree,
+        placed_as=placed_as,
     )
 
 
@@ -324,11 +341,19 @@ def _settled(row, exists: Exists):
     return row
 
 
-def _was_moved_here(row, exists: Exists) -> bool:
-    """True when the tree holds the user's original (placed by move mode), which must never be retired."""
-    return row.action == ActionKind.MOVE or (
-        row.action in (ActionKind.KEEP, ActionKind.RELOCATE) and not exists(row.source)
-    )
+def _was_moved_here(row, exists: Exists, placed_as: PlacedAs | None = None) -> bool:
+    """True when the tree holds the user's original (placed by move mode), which must never be retired.
+
+    A keep or relocate row does not say how its file was placed; ``placed_as`` (the records' lineage) does.
+    Without it, or when it does not know, a file whose source is gone may be a moved original and counts as
+    one. A copy or link known as such is not, whatever runs kept it in between.
+    """
+    if row.action == ActionKind.MOVE:
+        return True
+    if row.action not in (ActionKind.KEEP, ActionKind.RELOCATE) or exists(row.source):
+        return False
+    mode = placed_as(row.destination) if placed_as is not None else None
+    return mode is None or mode == ActionKind.MOVE
 
 
 _EDITED = "edited since it was placed; kept where it is"
