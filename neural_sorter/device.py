@@ -6,6 +6,11 @@ import os
 
 import torch
 
+from neural_sorter.entry import match_torch
+
+# One pool size for the whole process (neural_sorter.entry): torch's threads match the BLAS/OpenMP pools.
+match_torch(torch)
+
 
 def pick_device(preferred: str | None = None) -> torch.device:
     """``NEURAL_SORTER_DEVICE`` or ``preferred`` wins; else CUDA, then Apple MPS, then CPU."""
