@@ -87,7 +87,13 @@ def images_to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 def train_autoencoder(
     data: torch.Tensor, options: AutoencoderOptions, device: torch.device, seed: int = 0
 ) -> tuple[ConvAutoencoder, TrainingReport]:
-    """Trains on ``data`` (N, 3, S, S in [0, 1]); reconstruction is per-pixel BCE, KL warmed up over epochs."""
+    """Trains on ``data`` (N, 3, S, S in [0, 1]); reconstruction is per-pixel BCE, KL warmed up over epochs.
+
+    The ``simclr`` variant is trained by ``contrastive.train_contrastive`` instead (no decoder at all)."""
+    if options.variant == "simclr":
+        from neural_sorter.models.contrastive import train_contrastive
+
+        return train_contrastive(data, options, device, seed=seed)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     model = ConvAutoencoder(options.image_size, options.latent_dim, options.variant == "vae").to(device)
@@ -132,20 +138,28 @@ def train_autoencoder(
     return model.eval(), report
 
 
-def save_checkpoint(model: ConvAutoencoder, fileobj) -> None:
+def save_checkpoint(model: nn.Module, fileobj) -> None:
+    """Weights plus what rebuilds the architecture; ``kind`` tells the contrastive encoder from the autoencoder."""
+    from neural_sorter.models.contrastive import ContrastiveEncoder
+
+    if isinstance(model, ContrastiveEncoder):
+        shape = {"kind": "simclr", "width": model.width}
+    else:
+        shape = {"kind": "autoencoder", "variational": model.variational}
     torch.save(
-        {
-            "state_dict": model.state_dict(),
-            "image_size": model.image_size,
-            "latent_dim": model.latent_dim,
-            "variational": model.variational,
-        },
+        {"state_dict": model.state_dict(), "image_size": model.image_size, "latent_dim": model.latent_dim} | shape,
         fileobj,
     )
 
 
-def load_checkpoint(fileobj, device: torch.device) -> ConvAutoencoder:
+def load_checkpoint(fileobj, device: torch.device) -> nn.Module:
+    """The model saved by ``save_checkpoint`` (checkpoints written before ``kind`` existed are autoencoders)."""
     payload = torch.load(fileobj, map_location=device, weights_only=True)
-    model = ConvAutoencoder(payload["image_size"], payload["latent_dim"], payload["variational"])
+    if payload.get("kind", "autoencoder") == "simclr":
+        from neural_sorter.models.contrastive import ContrastiveEncoder
+
+        model: nn.Module = ContrastiveEncoder(payload["image_size"], payload["latent_dim"], payload["width"])
+    else:
+        model = ConvAutoencoder(payload["image_size"], payload["latent_dim"], payload["variational"])
     model.load_state_dict(payload["state_dict"])
     return model.to(device).eval()

@@ -25,7 +25,10 @@ class AutoencoderOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    variant: Literal["vae", "ae"] = Field("vae", description="vae (variational) or ae (plain autoencoder).")
+    variant: Literal["vae", "ae", "simclr"] = Field(
+        "vae",
+        description="vae (variational autoencoder), ae (plain autoencoder) or simclr (contrastive conv encoder).",
+    )
     image_size: int = Field(64, ge=16, le=256, description="Training image side (px).")
     latent_dim: int = Field(64, ge=2, le=1024, description="Embedding dimensions.")
     epochs: int = Field(30, ge=1, le=10_000, description="Training epochs.")
@@ -33,6 +36,9 @@ class AutoencoderOptions(BaseModel):
     learning_rate: float = Field(2e-3, gt=0, description="Adam learning rate.")
     kl_weight: float = Field(0.5, ge=0, description="Weight of the KL term (vae).")
     kl_warmup_epochs: int = Field(5, ge=0, description="Epochs over which the KL weight ramps up.")
+    temperature: float = Field(0.2, gt=0, le=10, description="NT-Xent softmax temperature (simclr).")
+    min_crop: float = Field(0.25, gt=0, le=1, description="Smallest random crop, as a fraction of the area (simclr).")
+    width: int = Field(32, ge=4, le=512, description="Channels of the first conv block; doubles per block (simclr).")
     retrain: bool = Field(False, description="Train again even if the frames did not change.")
 
 
