@@ -269,9 +269,23 @@ def check(path: Path | None, before: Before, stored: list) -> dict[str, Any] | N
         if output_signature(document["destinations"], Path(document["manifest"])) != document["output"]:
             return None
         summary = document["summary"]
-    except (OSError, ValueError, KeyError, TypeError, Doubt):
+        return replay(summary, len(document["destinations"])) if isinstance(summary, dict) else None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, Doubt):
         return None
-    return summary if isinstance(summary, dict) else None
+
+
+def replay(summary: dict[str, Any], held: int) -> dict[str, Any]:
+    """The last run's summary as this invocation's: the folder's state (files, clusters, duplicates, flags,
+    failures, output) is the last run's, while the counts of what a run *did* are what a full run of the
+    unchanged folder reports (every vector reused, every placed file kept), so a script reading
+    ``embedded_new`` or ``actions`` after a re-sort reads the same either way. ``run_id`` stays the run
+    whose results these are; ``unchanged`` says no run was made."""
+    replayed = dict(summary)
+    replayed["embedded_reused"] = int(summary["embedded_reused"]) + int(summary["embedded_new"])
+    replayed["embedded_new"] = 0
+    if "actions" in summary:
+        replayed["actions"] = {"keep": held} if held else {}
+    return replayed
 
 
 # --- what the CLI calls ---------------------------------------------------------------------------------------

@@ -23,7 +23,10 @@ HEAVY = ("torch", "dagster", "sklearn", "umap", "numba", "torchvision", "openvin
 
 
 def environment(tmp_path: Path) -> dict[str, str]:
+    """The CLI's environment; its code is the snapshot ``code`` made at the test's start when there is one."""
     env = {**os.environ, "NEURAL_SORTER_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1", "HOME": str(tmp_path)}
+    if (tmp_path / "code").is_dir():
+        env["PYTHONPATH"] = str(tmp_path / "code")
     for name in ("DAGSTER_HOME", "NEURAL_SORTER_STORE", "NEURAL_SORTER_CONFIG"):
         env.pop(name, None)
     return env
@@ -39,6 +42,17 @@ def copy_images(dest: Path, classes=("birds", "fish", "fruit"), per_class: int =
             (dest / cls).mkdir(parents=True, exist_ok=True)
             copied.append(Path(shutil.copy2(image, dest / cls / image.name)))
     return copied
+
+
+def snapshot_code(tmp_path: Path) -> Path:
+    """A copy of the package for the CLI to run. A stamp is bound to the code that wrote it (a changed install
+    may sort differently), and in a shared working tree other people's edits would otherwise turn an
+    unchanged re-sort into a full run halfway through the test."""
+    return Path(
+        shutil.copytree(
+            ROOT / "neural_sorter", tmp_path / "code" / "neural_sorter", ignore=shutil.ignore_patterns("__pycache__")
+        )
+    )
 
 
 def settle() -> None:
@@ -63,6 +77,7 @@ def sort(tmp_path: Path, src: Path, out: Path, *extra: str) -> dict:
 @pytest.mark.slow
 def test_unchanged_resort_answers_from_the_stamp_and_every_change_runs_in_full(tmp_path):
     src, out = tmp_path / "src", tmp_path / "out"
+    code = snapshot_code(tmp_path)
     copy_images(src)
     settle()
     first = sort(tmp_path, src, out)
@@ -71,8 +86,6 @@ def test_unchanged_resort_answers_from_the_stamp_and_every_change_runs_in_full(t
     second = sort(tmp_path, src, out)
     assert second["unchanged"] is True
     assert second["run_id"] == first["run_id"]  # the last run's id: no new run
-    assert {k: v for k, v in second.items() if k != "unchanged"} == {k: v for k, v in first.items() if k != "unchanged"}
-
     # The fast path imports none of the heavy libraries: the same command through neural_sorter.cli.main.
     probe = (
         "import json, sys\n"
@@ -81,12 +94,24 @@ def test_unchanged_resort_answers_from_the_stamp_and_every_change_runs_in_full(t
         f"print(json.dumps({{'code': code, 'loaded': [m for m in {HEAVY!r} if m in sys.modules]}}))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=environment(tmp_path), timeout=300
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=environment(tmp_path),
+        cwd=tmp_path,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary_line, probe_line = done.stdout.splitlines()
     assert json.loads(summary_line)["unchanged"] is True
     assert json.loads(probe_line) == {"code": 0, "loaded": []}
+
+    # The same document a full run of the unchanged folder prints (--force makes one: another option).
+    forced = sort(tmp_path, src, out, "--force")
+    assert forced["unchanged"] is False and forced["run_id"] != first["run_id"]
+    assert forced["embedded_new"] == 0 and forced["actions"] == {"keep": 9}
+    ignore = ("unchanged", "run_id")
+    assert {k: v for k, v in second.items() if k not in ignore} == {k: v for k, v in forced.items() if k not in ignore}
 
     def full_then_unchanged(why: str, *extra: str) -> dict:
         ran = sort(tmp_path, src, out, *extra)
@@ -95,6 +120,10 @@ def test_unchanged_resort_answers_from_the_stamp_and_every_change_runs_in_full(t
         again = sort(tmp_path, src, out, *extra)
         assert again["unchanged"] is True and again["run_id"] == ran["run_id"], why
         return ran
+
+    full_then_unchanged("options back from --force")
+    (code / "naming.py").write_text((code / "naming.py").read_text() + "\n")  # the code changed (an upgrade)
+    full_then_unchanged("the code changed")
 
     # (a) the source tree: a file added, one touched (content and size kept), one removed.
     copy_images(src, classes=("birds",), per_class=1, skip=5)
@@ -140,6 +169,7 @@ def test_files_changed_just_before_the_walk_write_no_stamp(tmp_path):
     """A file whose mtime is seconds old may change again without its mtime changing (coarse clocks): the sort
     that sees it runs in full and stamps nothing, so the next one runs in full too."""
     src, out = tmp_path / "src", tmp_path / "out"
+    snapshot_code(tmp_path)
     copy_images(src, classes=("fish",), per_class=3)
     fresh = src / "fish" / "fresh.png"
     shutil.copyfile(next((src / "fish").glob("*.png")), fresh)  # mtime now
