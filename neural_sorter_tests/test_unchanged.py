@@ -231,8 +231,11 @@ def test_a_stamp_does_not_match_changed_options_or_a_missing_placed_file(tmp_pat
         return unchanged.take_before(src, [tmp_path / "out"], config, {"out": "o"}, None)
 
     path = tmp_path / "stamp.json"
-    assert unchanged.write(path, before({"k": 3}), ["tables"], [str(placed)], manifest, {"run_id": "r1"})
-    assert unchanged.check(path, before({"k": 3}), ["tables"]) == {"run_id": "r1"}
+    last = {"run_id": "r1", "files": 1, "embedded_new": 1, "embedded_reused": 0, "actions": {"copy": 1}}
+    assert unchanged.write(path, before({"k": 3}), ["tables"], [str(placed)], manifest, last)
+    # What a full run of the unchanged folder would report: nothing embedded or placed anew, the file kept.
+    replayed = {"run_id": "r1", "files": 1, "embedded_new": 0, "embedded_reused": 1, "actions": {"keep": 1}}
+    assert unchanged.check(path, before({"k": 3}), ["tables"]) == replayed
     assert unchanged.check(path, before({"k": 4}), ["tables"]) is None
     assert unchanged.check(path, before({"k": 3}), ["other tables"]) is None
     placed.unlink()
