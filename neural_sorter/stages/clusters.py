@@ -41,8 +41,9 @@ class ClusterOptions(BaseModel):
         0.1,
         ge=0.0,
         le=1.0,
-        description="Mean ImageNet-label probability needed to name a cluster after the label its members share "
-        "(offline CNN head); 1 keeps cluster-NN names.",
+        description="Mean probability needed to name a cluster after the label its members share (the offline "
+        "CNN head's ImageNet label; with CLIP and no categories, CLIP's zero-shot over a built-in vocabulary); "
+        "1 keeps cluster-NN names.",
     )
     recluster: bool = Field(False, description="Cluster from scratch instead of keeping existing clusters.")
     drift_threshold: float = Field(
@@ -85,6 +86,7 @@ def build_clusters(
     thumbnails: Callable[[set[str]], Iterable[tuple[str, bytes]]] | None = None,
     duplicates: DuplicateOptions | None = None,
     quality: QualityOptions | None = None,
+    vocabulary: Callable[[str], tuple[tuple[str, ...], np.ndarray, float]] | None = None,
 ) -> tuple[pd.DataFrame, StageReport]:
     """Clusters from scratch or updates ``previous`` stably; ``first_thumbnails`` (paths -> one thumbnail
     each) feeds the gallery in the report, and is skipped when None. The hand ``corrections``
@@ -93,7 +95,12 @@ def build_clusters(
     With the ``manifest`` (and ``thumbnails``: (path, first thumbnail) of every file), copies of one picture
     (exact and near duplicates, ``neural_sorter.duplicates``) are found first and clustering sees one point
     per group, its representative; every copy then joins its representative's cluster, so a picture copied
-    twelve times neither makes a cluster of its own nor is split across two. Quality flags are added too."""
+    twelve times neither makes a cluster of its own nor is split across two. Quality flags are added too.
+
+    Names: categories (CLIP) first; then, with CLIP vectors and no categories, the word of the built-in
+    vocabulary that zero-shot puts first (``vocabulary(model_id)``: words, text vectors, logit scale, see
+    ``naming.vocabulary_vectors``); otherwise the shared ImageNet label of the cnn head (``first_thumbnails``).
+    """
     from neural_sorter.clustering import ClusterResult, cluster_embeddings, update_clusters
     from neural_sorter.encoders import vectors_of
 
@@ -136,7 +143,14 @@ def build_clusters(
         )
         table["settings"] = signature
         incremental, note = False, f"clustering from scratch: {why}"
-        if first_thumbnails is not None:
+        backend = str(embeddings["backend"].iloc[0]) if len(embeddings) and "backend" in embeddings else ""
+        if vocabulary is not None and backend == "clip" and not categories and options.label_threshold < 1:
+            from neural_sorter.naming import name_by_vocabulary
+
+            by_path = dict(zip(embeddings["relative_path"], vectors))
+            table, labels = name_by_vocabulary(table, by_path, vocabulary(model), options.label_threshold)
+            result.details["clip_vocabulary"] = {old: f"{label} ({score})" for old, (label, score) in labels.items()}
+        elif first_thumbnails is not None:
             from neural_sorter.naming import name_by_labels
 
             table, labels = name_by_labels(table, first_thumbnails, options.label_threshold)

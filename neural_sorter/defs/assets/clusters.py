@@ -10,6 +10,7 @@ from neural_sorter.defs.metadata import column_schema, publish, stage_failures
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
 from neural_sorter.duplicates import DuplicateOptions
+from neural_sorter.naming import vocabulary_loader
 from neural_sorter.quality_flags import QualityOptions
 from neural_sorter.stages.clusters import (
     ClusterOptions,
@@ -63,6 +64,8 @@ def clusters(
             thumbnails=first_thumbnail_stream(decoded_frames, functools.partial(store.iter_thumbnails, key)),
             duplicates=options.section(DuplicateOptions),
             quality=options.section(QualityOptions),
+            # CLIP with no categories: names from a built-in vocabulary, its text vectors cached in the store
+            vocabulary=vocabulary_loader(store, options.clip_model, sorter.torch_device(), options.prompt_template),
         )
     publish(context, report)
     return table
