@@ -22,7 +22,6 @@ from neural_sorter.reorganize.dirfd import (
     UnsafePathError,
     closing_fd,
     copy_fd_to_temp,
-    exists_at,
     hash_at,
     open_dir,
     open_regular,
@@ -173,18 +172,6 @@ def remove_stale_temporaries(tree: Path, recursive: bool = True, root: Path | No
         return  # missing, a symlink, or not a folder: nothing of ours to clean there
     with closing_fd(fd):
         remove_temporaries_in(fd, recursive)
-
-
-def exists_in(out: Path | None, path: Path) -> bool:
-    """Whether something is at ``path``, looked up through real folders only (False behind a symlink)."""
-    try:
-        fd = parent_fd(out, path)
-    except OSError:
-        return False
-    if fd is None:
-        return False
-    with closing_fd(fd):
-        return exists_at(fd, path.name)
 
 
 def folder_identity(folder: str) -> str:
