@@ -522,6 +522,7 @@ def _run_celery_sort(instance, config, args, key: str, out: Path, store: str) ->
     """Runs the Celery job: every step on a worker, with the store, OUT and every option in the run config."""
     import dagster as dg
 
+    from neural_sorter import run_records
     from neural_sorter.defs import distributed
 
     note = distributed.local_store_note(store)
@@ -537,7 +538,7 @@ def _run_celery_sort(instance, config, args, key: str, out: Path, store: str) ->
             dg.reconstructable(distributed.sort_source_celery_job_def),
             instance=instance,
             run_config=run_config,
-            tags={"dagster/partition": key},
+            tags={"dagster/partition": key, **run_records.process_tags()},
         ) as result,
     ):
         if result.success:

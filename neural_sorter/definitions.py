@@ -16,6 +16,7 @@ from neural_sorter.defs.distributed import sort_source_celery_job
 from neural_sorter.defs.io_manager import ParquetIOManagerFactory
 from neural_sorter.defs.jobs import in_process_by_default, register_source, sort_after_register, sort_source_job
 from neural_sorter.defs.resources import SorterResource
+from neural_sorter.defs.run_worker import stale_run_sensor
 
 ALL_ASSETS = [
     file_manifest,
@@ -33,7 +34,7 @@ defs = dg.Definitions(
     assets=ALL_ASSETS,
     asset_checks=ALL_CHECKS,
     jobs=[sort_source_job, sort_source_celery_job, register_source],
-    sensors=[source_directory_sensor, sort_after_register],
+    sensors=[source_directory_sensor, sort_after_register, stale_run_sensor],
     schedules=[resort_schedule],
     resources={"sorter": sorter, "io_manager": ParquetIOManagerFactory(sorter=sorter)},
     executor=in_process_by_default,

@@ -7,9 +7,14 @@ its concurrency limits. Each CLI run is therefore tagged with the process that r
 process's start time, so a pid the kernel has since given to another process is not mistaken for it), and
 the next CLI start fails every run of this host whose process is gone.
 
-Runs launched from the UI are not the CLI's: ``dagster dev``'s code server fails a run whose worker process
-died while the server lives, and the daemon's run monitoring (switched on in the dagster.yaml that
-``settings.prepare_dagster_home`` writes) fails runs stuck starting.
+Runs launched from the UI (``dagster dev``'s default run launcher: one run-worker process per run) tag
+themselves the same way: the job's executor (``defs.run_worker.ProcessTaggingExecutor``) runs in the process
+that orchestrates the run, whether the steps run inside it or in child processes, and writes that process's
+tags before the first step. While ``dagster dev`` lives its code server fails a run whose worker died; when
+``dagster dev`` itself is killed nothing is left to do so, and the daemon's run monitoring cannot check a
+default-launched run's worker. The ``stale_run_sensor`` (on by default, once a minute) therefore runs the same
+check in the restarted ``dagster dev``, and the daemon's run monitoring (switched on in the dagster.yaml that
+``settings.prepare_dagster_home`` writes) still fails runs stuck starting, before any tag could be written.
 
 Dagster is imported inside the functions: ``neural-sorter --help`` and the viewer import this module's
 callers without needing Dagster loaded.
@@ -80,11 +85,27 @@ def process_gone(tags: dict[str, str]) -> bool:
     return UNKNOWN_START not in (now, recorded) and now != recorded
 
 
-def fail_orphaned_runs(instance) -> list[str]:
+def tag_run(instance, run_id: str) -> bool:
+    """Tags the run with this process (the one orchestrating it) unless its tags already name it.
+
+    The CLI tags its runs when it creates them; a run launched from the UI is created by the webserver
+    before any process runs it, so its run worker tags it here, once it runs. Returns whether tags were written.
+    """
+    tags = process_tags()
+    run = instance.get_run_by_id(run_id)
+    if run is None or all(run.tags.get(key) == value for key, value in tags.items()):
+        return False
+    instance.add_run_tags(run_id, tags)
+    return True
+
+
+def fail_orphaned_runs(instance, by: str = "the next neural-sorter start") -> list[str]:
     """Marks FAILURE every unfinished run of this host whose process is gone; returns their run ids.
 
-    Only runs carrying this module's tags are looked at, so runs of ``dagster dev`` or of other hosts are
-    never touched, and neither is a run whose process still lives (a sort in another terminal).
+    Only runs carrying this module's tags are looked at, so runs of other hosts, and runs no process has
+    tagged yet (queued, or starting: the daemon's run monitoring times those out), are never touched, and
+    neither is a run whose process still lives (a sort in another terminal, a UI run in progress). ``by``
+    says in the failure message who noticed.
     """
     from dagster import DagsterRunStatus, RunsFilter
 
@@ -99,7 +120,7 @@ def fail_orphaned_runs(instance) -> list[str]:
             continue
         message = (
             f"The process running it (pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) is gone: it was killed "
-            "or crashed before it could record the run's end. Marked failed by the next neural-sorter start."
+            f"or crashed before it could record the run's end. Marked failed by {by}."
         )
         instance.report_run_failed(current, message)
         failed.append(run.run_id)

@@ -18,6 +18,7 @@ from dagster._core.execution.retries import RetryMode, get_retries_config
 from neural_sorter import settings
 from neural_sorter.defs.jobs import release_memory_after_failed_step, release_memory_after_step, sort_source_job
 from neural_sorter.defs.partitions import source_dirs
+from neural_sorter.defs.run_worker import ProcessTaggingExecutor
 from neural_sorter.tables import DECODED_FRAMES, EMBEDDINGS, FILE_MANIFEST, REORGANIZED_TREE
 
 JOB_NAME = "sort_source_celery"
@@ -84,13 +85,14 @@ CELERY_CONFIG = {
 def routed_celery_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """``dagster_celery.celery_executor`` plus a queue per step from config and a bounded wait per queue."""
     config = dict(init_context.executor_config)
-    return RoutedCeleryExecutor(
+    executor = RoutedCeleryExecutor(
         retries=RetryMode.from_config(config.pop("retries")),
         default_queue=config.pop("default_queue"),
         step_queues=config.pop("step_queues"),
         queue_timeout=config.pop("queue_timeout"),
         **config,
     )
+    return ProcessTaggingExecutor(executor)  # the orchestrating process tags the run (defs/run_worker.py)
 
 
 class RoutedCeleryExecutor(dg.Executor):

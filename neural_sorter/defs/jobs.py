@@ -12,6 +12,7 @@ from pydantic import Field
 
 from neural_sorter.defs.partitions import source_dirs
 from neural_sorter.defs.resources import SorterResource
+from neural_sorter.defs.run_worker import ProcessTaggingExecutor
 from neural_sorter.memory import release_freed_memory
 from neural_sorter.sources import default_output_dir, normalise_path, partition_key_for
 
@@ -27,8 +28,10 @@ from neural_sorter.sources import default_output_dir, normalise_path, partition_
 def in_process_by_default(init_context):
     """Dagster's default executor with the other default: one process per run. The steps of a sort all import
     torch and the stores; a process per step made a 38-image sort from the UI take 206 s instead of ~30 s.
-    ``execution: {config: {multiprocess: {}}}`` still picks a process per step."""
-    return dg.multi_or_in_process_executor.executor_creation_fn(init_context)
+    ``execution: {config: {multiprocess: {}}}`` still picks a process per step. Wrapped so the process that
+    orchestrates the run tags it (``run_worker``): a UI run killed with ``dagster dev`` is then failed, not
+    left STARTED."""
+    return ProcessTaggingExecutor(dg.multi_or_in_process_executor.executor_creation_fn(init_context))
 
 
 @dg.success_hook
