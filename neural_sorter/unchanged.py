@@ -46,6 +46,9 @@ RACY_NS = 3_000_000_000
 RACY_CTIME_NS = 500_000_000
 # The environment a run reads besides its options: where things live, which model weights, offline or not.
 ENV_PREFIXES = ("NEURAL_SORTER_", "DAGSTER_", "HF_", "TRANSFORMERS_", "TORCH_", "CUDA_", "OPENVINO", "ORT_")
+# ... except the thread-pool size (neural_sorter.entry sets it at start): how many threads compute a result
+# does not change which result.
+ENV_IGNORED = frozenset({"NEURAL_SORTER_THREADS"})
 # Actions after which the destination holds a file the run is responsible for (reorganize.actions).
 HOLDING = ("copy", "hardlink", "symlink", "move", "keep", "relocate")
 
@@ -168,7 +171,7 @@ def options_signature(config: dict[str, Any], extra: dict[str, Any], config_file
             file_bytes = hashlib.blake2b(config_file.read_bytes(), digest_size=20).hexdigest()
         except OSError as exc:
             raise Doubt(f"cannot read {config_file}: {exc}") from exc
-    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIXES))
+    env = sorted((k, v) for k, v in os.environ.items() if k.startswith(ENV_PREFIXES) and k not in ENV_IGNORED)
     document = {"config": config, "extra": extra, "config_file": file_bytes, "env": env, "code": code_identity()}
     text = json.dumps(document, sort_keys=True, default=str)
     return hashlib.blake2b(text.encode(), digest_size=20).hexdigest()
