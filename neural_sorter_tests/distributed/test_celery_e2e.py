@@ -156,6 +156,13 @@ def test_sort_on_celery_workers_postgres_and_s3(cluster, sources, tmp_path):
         runs = {row[0]: row[1:] for row in cur.fetchall()}
         for summary in summaries:
             assert runs[summary["run_id"]] == ("sort_source_celery", "SUCCESS")
+            # Tagged with the CLI process that orchestrated it, so a killed one is failed later (issue 10 item 6).
+            cur.execute("select key, value from run_tags where run_id = %s", (summary["run_id"],))
+            tags = dict(cur.fetchall())
+            assert tags.get("neural-sorter/host") == socket.gethostname(), tags
+            assert tags.get("neural-sorter/pid", "").isdigit(), tags
+            boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+            assert tags.get("neural-sorter/process-start", "").startswith(boot + ":"), tags
         cur.execute(
             "select event from event_logs where run_id = %s and dagster_event_type = 'ENGINE_EVENT'",
             (summaries[0]["run_id"],),
