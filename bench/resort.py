@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,6 +59,8 @@ def snapshot_code(work: Path) -> Path:
 
 
 def sort(env: dict[str, str], folder: Path, out: Path) -> tuple[float, dict]:
+    """(wall seconds, summary); the CLI's CPU seconds (user + system) are added to the summary as ``_cpu``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     done = subprocess.run(
         [CLI, "sort", str(folder), "--out", str(out), "--backend", "cnn", "--json"],
@@ -69,7 +72,9 @@ def sort(env: dict[str, str], folder: Path, out: Path) -> tuple[float, dict]:
     seconds = time.monotonic() - started
     if done.returncode:
         raise SystemExit(f"sort failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return seconds, json.loads(done.stdout.strip().splitlines()[-1]) | {"_cpu": cpu}
 
 
 def load() -> str:
@@ -82,6 +87,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--work", type=Path, default=Path.home() / ".cache" / "neural-sorter-bench" / "resort")
     parser.add_argument("--reuse", action="store_true", help="keep the store and OUT of an earlier run (no cold sort)")
+    parser.add_argument("--no-full", action="store_true", help="time only the unchanged re-sorts")
     args = parser.parse_args()
 
     folder = build_folder(args.work / f"src-{args.images}", args.images)
@@ -99,23 +105,33 @@ def main() -> None:
     kind = "unchanged" if first["unchanged"] else "full, " + ("store kept" if args.reuse else "cold")
     print(f"first sort ({kind}): {cold:.1f} s (files {first['files']}); {load()}")
     stamp = home / "store" / "unchanged" / f"{first['partition']}.json"
-    fast, full = [], []
+    fast, full, fast_cpu, full_cpu = [], [], [], []
     for _ in range(args.repeats):  # interleaved, so both see the same load
         seconds, summary = sort(env, folder, out)
         if not summary.get("unchanged"):
             raise SystemExit(f"the re-sort was not answered from the stamp: {summary.get('run_id')}")
         fast.append(seconds)
-        stamp.unlink()
-        seconds, summary = sort(env, folder, out)
-        if summary.get("unchanged"):
-            raise SystemExit("a re-sort without a stamp claimed to be unchanged")
-        full.append(seconds)
-        print(f"  unchanged {fast[-1]:.2f} s, full run of the same {full[-1]:.2f} s; {load()}")
+        fast_cpu.append(summary["_cpu"])
+        line = f"  unchanged {fast[-1]:.2f} s ({fast_cpu[-1]:.2f} s CPU)"
+        if not args.no_full:
+            stamp.unlink()
+            seconds, summary = sort(env, folder, out)
+            if summary.get("unchanged"):
+                raise SystemExit("a re-sort without a stamp claimed to be unchanged")
+            full.append(seconds)
+            full_cpu.append(summary["_cpu"])
+            line += f", full run of the same {full[-1]:.2f} s ({full_cpu[-1]:.2f} s CPU)"
+        print(f"{line}; {load()}")
     print(
         f"unchanged re-sort of {first['files']} files: median {statistics.median(fast):.2f} s "
-        f"(min {min(fast):.2f}, max {max(fast):.2f}) over {args.repeats}; the same as a full run: median "
-        f"{statistics.median(full):.2f} s (min {min(full):.2f}, max {max(full):.2f}); {load()}"
+        f"(min {min(fast):.2f}, max {max(fast):.2f}; CPU median {statistics.median(fast_cpu):.2f} s) over "
+        f"{args.repeats}; {load()}"
     )
+    if full:
+        print(
+            f"the same as a full run: median {statistics.median(full):.2f} s (min {min(full):.2f}, max "
+            f"{max(full):.2f}; CPU median {statistics.median(full_cpu):.2f} s)"
+        )
 
 
 if __name__ == "__main__":
