@@ -105,7 +105,9 @@ def main() -> None:
             for _ in range(args.rounds):
                 for what in works:
                     for config in configs:
-                        results.setdefault((what, config), []).append(measure(config, args.store, args.images, what))
+                        result = measure(config, args.store, args.images, what)
+                        results.setdefault((what, config), []).append(result)
+                        print(f"  busy={busy} {what} {config}: {json.dumps(result)}; {load()}", flush=True)
             for (what, config), runs in results.items():
                 key = "rate" if what.startswith("embed") else "seconds"
                 unit = "img/s" if key == "rate" else "s"
