@@ -277,7 +277,7 @@ def test_ui_register_sorts_by_itself_and_sensor_explains_itself(dagster_dev: dic
     print(f"\nregister_source launched -> whole graph materialized in {timings['register_to_sorted']} s")
     for asset in ASSETS:
         assert key in ui.materialized_partitions(asset), asset
-    out = Path(default_output_dir(photos)) / key
+    out = Path(default_output_dir(photos)) / photos.name  # OUT/<source folder name>/<cluster>/
     assert sorted(p.name for p in placed_files(out)) == sorted(p.name for p in images)
 
     # A folder sorted from the CLI, before the sensor is on.

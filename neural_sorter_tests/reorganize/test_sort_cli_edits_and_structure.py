@@ -82,16 +82,17 @@ def test_keep_structure_keeps_each_files_sub_folder_under_its_cluster_and_undo_r
     out, home = tmp_path / "OUT", tmp_path / "home"
     done = run("sort", str(src), "--out", str(out), *SORT, "--keep-structure", "--json", home=home)
     assert done.returncode == 0, done.stderr[-3000:]
-    partition = json.loads(done.stdout.strip().splitlines()[-1])["partition"]
+    tree = Path(json.loads(done.stdout.strip().splitlines()[-1])["output"])
+    assert tree == out / "photos"  # OUT/<source folder name>
     placed = placed_files(out)
     assert len(placed) == 12
     originals = {p.relative_to(src): content_hash(p) for p in src.rglob("*.png")}
     for path in placed:
-        relative = path.relative_to(out / partition)
+        relative = path.relative_to(tree)
         cluster, below = relative.parts[0], Path(*relative.parts[1:])
         assert below in originals, f"{relative}: the original sub-folder was not kept under {cluster}"
         assert content_hash(path) == originals[below]
-    assert list((out / partition).glob("*/fish/deep/er/" + moved.name))
+    assert list(tree.glob("*/fish/deep/er/" + moved.name))
 
     undone = run("undo", str(out), home=home)
     assert undone.returncode == 0, undone.stdout + undone.stderr
