@@ -1,5 +1,6 @@
-"""``trained_autoencoder``: a convolutional VAE (or plain autoencoder) trained on the folder's own frames, when
-the backend needs it. The checkpoint lives in the store and is reused while frames and options are unchanged."""
+"""``trained_autoencoder``: a model trained from scratch on the folder's own frames, when the backend needs it: a
+convolutional VAE, a plain autoencoder, or a contrastive (SimCLR-style) conv encoder, per ``variant``. The
+checkpoint lives in the store and is reused while frames and options (variant included) are unchanged."""
 
 from __future__ import annotations
 
