@@ -164,7 +164,12 @@ class SourceRegistry:
         return key
 
     def output_folder(
-        self, key: str, out: str | os.PathLike[str], source: str | os.PathLike[str] | None = None, claim: bool = False
+        self,
+        key: str,
+        out: str | os.PathLike[str],
+        source: str | os.PathLike[str] | None = None,
+        claim: bool = False,
+        prefer: str | None = None,
     ) -> Path:
         """``OUT/<name>``: the folder of this source's sorted tree in ``out``. The one place it is computed (the
         stage that places files, the CLI summary, the viewer, the Dagster metadata all ask here).
@@ -175,7 +180,12 @@ class SourceRegistry:
         choice under ``output_folders`` so it never changes between runs and no later source takes it; call it
         with ``claim`` only under the output folder's lock (``reorganize.output_lock``). Without ``claim`` the
         recorded name is returned, else the one a claim would choose now (for a "sorting ... ->" line).
-        ``source`` is needed only for a folder not in the registry (a config-file source)."""
+        ``source`` is needed only for a folder not in the registry (a config-file source).
+
+        ``prefer``: the folder OUT's records hold this source's placements in. With no recorded name it is
+        taken back when it is this folder's name (``photos`` or ``photos-N``) and no other source holds it: a
+        source removed and added again, or whose record was lost, keeps its tree instead of moving it all to
+        ``photos-2``. The partition-key folder of older versions is not a name, so such a tree moves."""
         target = normalise_path(out)
         with self._locked() if claim else nullcontext():
             entries = self._read()
@@ -186,19 +196,23 @@ class SourceRegistry:
             folder = source if source is not None else record.get("path")
             if folder is None:
                 raise UnknownSourceError(key)
-            held = {
+            others = {
                 name.casefold()
                 for other, other_record in entries.items()
                 if other != key
                 for out_dir, name in (other_record.get("output_folders") or {}).items()
                 if out_dir == target
             }
+            held = set(others)
             with suppress(FileNotFoundError):  # no output folder yet: nothing in it to avoid
                 held |= {entry.casefold() for entry in os.listdir(target)}  # someone else's, or an older layout's
             base = folder_name_for(folder)
-            name, n = base, 2
-            while name.casefold() in held or name == STATE_FOLDER:
-                name, n = f"{base}-{n}", n + 1
+            if prefer and prefer.casefold() not in others and re.fullmatch(rf"{re.escape(base)}(-[0-9]+)?", prefer):
+                name = prefer  # on disk it is this source's own tree
+            else:
+                name, n = base, 2
+                while name.casefold() in held or name == STATE_FOLDER:
+                    name, n = f"{base}-{n}", n + 1
             if claim:
                 entries[key] = {
                     **record,

@@ -133,3 +133,27 @@ def test_output_folder_of_an_unregistered_source_needs_its_path(tmp_path: Path):
     key = partition_key_for(folder)
     assert registry.output_folder(key, tmp_path / "out", folder, claim=True) == tmp_path / "out" / "photos"
     assert registry.resolve(key) == folder
+
+
+def test_a_source_whose_name_record_was_lost_takes_back_the_folder_its_files_are_in(tmp_path: Path):
+    """``prefer`` (the folder the source's placements are in, from OUT's records): a source removed and added
+    again, or whose recorded name was lost, gets its own folder back instead of ``photos-2`` and a relocation
+    of everything; a name another source holds, or one not derived from this folder's name, is not taken."""
+    registry = SourceRegistry(tmp_path / "store")
+    out = tmp_path / "out"
+    (out / "photos").mkdir(parents=True)  # this source's tree, sorted before its registry entry was removed
+    (out / "photos-9").mkdir()
+    folder = tmp_path / "a" / "photos"
+    folder.mkdir(parents=True)
+    key = registry.add(folder)
+    assert registry.output_folder(key, out, claim=True, prefer="photos") == out / "photos"
+    registry.remove(key)
+    other = tmp_path / "b" / "photos"
+    other.mkdir(parents=True)
+    k_other = registry.add(other)
+    assert registry.output_folder(k_other, out, claim=True, prefer="photos-9") == out / "photos-9"
+    key = registry.add(folder)
+    assert registry.output_folder(key, out, prefer="photos-9") == out / "photos-2"  # held by the other source
+    assert registry.output_folder(key, out, prefer="holiday") == out / "photos-2"  # not this folder's name
+    assert registry.output_folder(key, out, prefer=key) == out / "photos-2"  # the older key layout: move on
+    assert registry.output_folder(key, out, claim=True, prefer="photos") == out / "photos"

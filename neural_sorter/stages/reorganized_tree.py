@@ -4,6 +4,7 @@ A placed copy the user edited is kept where it is and reported (the ``note`` col
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -59,6 +60,21 @@ def placement_folders(clusters: pd.DataFrame, duplicates: str = "keep", review: 
     return files.reset_index(drop=True)
 
 
+def recorded_tree(out: Path, partition_key: str) -> str | None:
+    """The folder of ``out`` that OUT's records place this source's files in (None: nothing placed yet), so a
+    source whose recorded folder name was lost (removed and added again) keeps its tree."""
+    from collections import Counter
+
+    from neural_sorter.reorganize.actions import STATE_DIR
+    from neural_sorter.reorganize.manifest import current_placements
+
+    placed = current_placements(out, partition_key)
+    tops = Counter(Path(os.path.relpath(d, out)).parts[0] for d in placed["destination"])
+    for outside in (STATE_DIR, "..", "."):
+        tops.pop(outside, None)
+    return tops.most_common(1)[0][0] if tops else None
+
+
 def build_reorganized_tree(
     clusters: pd.DataFrame,
     manifest: pd.DataFrame,
@@ -100,7 +116,8 @@ def build_reorganized_tree(
     run_id = new_run_id()
     try:
         with output_lock(out, on_wait=on_wait):
-            tree = registry.output_folder(partition_key, out, source, claim=not options.dry_run)
+            claim = not options.dry_run
+            tree = registry.output_folder(partition_key, out, source, claim, prefer=recorded_tree(out, partition_key))
             actions = plan_reorganization(
                 files,
                 out,

@@ -98,3 +98,10 @@ def test_tree_named_after_the_source_older_trees_relocate_undo_restores_same_nam
     again = sort("sort", str(first), "--out", str(out), *SORT, home=home)
     assert again["output"] == str(out / "photos")
     assert {Path(p).parts[0] for p in layout(out)} == {"photos", "photos-2"}
+
+    # Removed from the registry (its folder name record goes too) and sorted again: it keeps its tree.
+    before = layout(out)
+    sort("sources", "remove", str(first), home=home)
+    back = sort("sort", str(first), "--out", str(out), *SORT, home=home)
+    assert back["output"] == str(out / "photos") and layout(out) == before
+    assert ",relocate," not in (out / ".neural-sorter" / "manifest.csv").read_text()
