@@ -9,11 +9,15 @@
 DATASET defaults to ../shared/datasets/tuxpaint8 (one class per folder). Runs the pipeline's own functions
 (inventory, decoding, embedding, clustering) without Dagster so the figure is about the models.
 
-With no arguments (or ``--compare``) it compares the old default (k-means) with the new one
-(``clustering.DEFAULT_METHOD``) on tuxpaint8 and on every set ``bench/build_sets.py`` built, with the true k
-and with k='auto' (default ``k_range`` 2..12), over ``--seeds`` seeds; cnn vectors are embedded once and
-cached by ``bench/labelled.py``. Each row: set, method, k asked, k chosen (per seed), NMI/ARI/ACC mean ± sd,
-clustering seconds (mean).
+With no arguments (or ``--compare``) it compares the older defaults (k-means, then spectral, on Lite0's pooled
+features) with today's (``clustering.DEFAULT_METHOD`` on the pipeline's default cnn recipe) on tuxpaint8 and on
+every set ``bench/build_sets.py`` built, with the true k and with k='auto' (default ``k_range`` 2..12), over
+``--seeds`` seeds; vectors are embedded once and cached by ``bench/labelled.py``. ``--runs`` lists
+``features:method`` pairs, where features is ``default`` (the pipeline's own cnn encoder) or a bench recipe
+such as ``lite1-flip-stage`` (``labelled.recipe_vectors``); ``--features A,B --methods X,Y`` runs every pair.
+Each row: set, features, method, k asked, k chosen (per seed), NMI/ARI/ACC mean ± sd, clustering seconds.
+
+    python bench/quality.py --compare --features lite0,lite1,lite1-flip --methods spectral
 """
 
 from __future__ import annotations
@@ -65,25 +69,33 @@ def labelled_sets() -> list[Path]:
     return [DEFAULT, *(sorted(p for p in built.iterdir() if p.is_dir()) if built.is_dir() else [])]
 
 
-def compare(sets: list[Path], methods: list[str], seeds: int, k_range: tuple[int, int]) -> None:
-    """The markdown table of every method on every set, with the true k and with k='auto'."""
+def compare(sets: list[Path], runs: list[tuple[str, str]], seeds: int, k_range: tuple[int, int]) -> None:
+    """The markdown table of every (features, method) run on every set, with the true k and with k='auto'."""
     import pandas as pd
-    from labelled import vectors_for
+    from labelled import recipe_vectors, vectors_for
 
-    print("| set | n | classes | method | k | k chosen | NMI | ARI | ACC | cluster s |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| set | n | classes | features | method | k | k chosen | NMI | ARI | ACC | cluster s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for folder in sets:
-        x, truth, paths, timings = vectors_for(folder)
-        table = pd.DataFrame({"relative_path": paths, "content_hash": paths, "vector": list(x), "category_probs": None})
-        true_k = len(set(truth))
-        for method in methods:
+        costs = []
+        for features, method in runs:
+            if features == "default":
+                x, truth, paths, timings = vectors_for(folder)
+            else:
+                x, truth, paths, timings = recipe_vectors(folder, features)
+            costs.append(f"{features} embed {timings['embed_s']:.1f}s")
+            table = pd.DataFrame(
+                {"relative_path": paths, "content_hash": paths, "vector": list(x), "category_probs": None}
+            )
+            true_k = len(set(truth))
             for k in (true_k, "auto"):
                 scores, chosen, seconds = [], [], []
                 for seed in range(seeds):
                     t0 = time.perf_counter()
                     labels_table, result = cluster_embeddings(table, x, method, k, k_range, 5, [], 1.0, seed)
                     seconds.append(time.perf_counter() - t0)
-                    predicted = labels_table["cluster_id"].to_numpy()
+                    by_path = dict(zip(labels_table["relative_path"], labels_table["cluster_id"]))
+                    predicted = np.array([by_path[p] for p in paths])
                     scores.append(
                         (
                             normalized_mutual_info_score(truth, predicted),
@@ -96,11 +108,11 @@ def compare(sets: list[Path], methods: list[str], seeds: int, k_range: tuple[int
                 ks = ",".join(str(c) for c in chosen) if len(set(chosen)) > 1 else str(chosen[0])
                 figures = " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd))
                 print(
-                    f"| {folder.name} | {len(x)} | {true_k} | {method} | {k} | {ks} | {figures} | "
+                    f"| {folder.name} | {len(x)} | {true_k} | {features} | {method} | {k} | {ks} | {figures} | "
                     f"{np.mean(seconds):.2f} |",
                     flush=True,
                 )
-        print(f"<!-- {folder.name}: decode {timings['decode_s']:.1f}s, embed {timings['embed_s']:.1f}s (cnn) -->")
+        print(f"<!-- {folder.name}: {'; '.join(dict.fromkeys(costs))} -->", flush=True)
 
 
 def main() -> None:
@@ -110,12 +122,19 @@ def main() -> None:
     if len(sys.argv) == 1 or "--compare" in sys.argv:
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--compare", nargs="*", type=Path, default=None, help="labelled set folders")
-        parser.add_argument("--methods", default=f"kmeans,{DEFAULT_METHOD}")
+        parser.add_argument("--runs", default=f"lite0:kmeans,lite0:spectral,default:{DEFAULT_METHOD}")
+        parser.add_argument("--features", default=None, help="with --methods: every features/method pair")
+        parser.add_argument("--methods", default=None)
         parser.add_argument("--seeds", type=int, default=3)
         parser.add_argument("--k-range", default="2,12")
         args = parser.parse_args()
         low, high = (int(v) for v in args.k_range.split(","))
-        compare(args.compare or labelled_sets(), args.methods.split(","), args.seeds, (low, high))
+        if args.features or args.methods:
+            features = (args.features or "default").split(",")
+            runs = [(f, m) for f in features for m in (args.methods or DEFAULT_METHOD).split(",")]
+        else:
+            runs = [tuple(r.split(":")) for r in args.runs.split(",")]
+        compare(args.compare or labelled_sets(), runs, args.seeds, (low, high))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT)

@@ -46,6 +46,8 @@ def _instance():
 SORT_OPTIONS = (
     "backend",
     "clip_model",
+    "cnn_model",
+    "cnn_flip",
     "categories",
     "precision",
     "runtime",

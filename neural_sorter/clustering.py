@@ -48,6 +48,10 @@ SPECTRAL_REGULARISATION = 0.1
 # k='auto' for spectral: Louvain modularity communities of a kNN graph with about sqrt(n)/2 neighbours,
 # the median count over this many seeds (the spread across seeds is the stability check).
 AUTO_K_SEEDS = 5
+# Louvain's resolution: above 1 it favours smaller communities. At 1.0 it counted 6-7 of 8 (tuxpaint8) and 6 of
+# 9 (wesnoth-portraits) on EfficientNet-Lite1 features; 1.2 counts 8 and 8 there and 10-11 of 10 on openclipart10
+# (bench/README.md, quality.py).
+AUTO_K_RESOLUTION = 1.2
 # With k='auto' the upper end of k_range grows with the folder to ceil(sqrt(n)), at most this.
 AUTO_K_MAX = 64
 # Above this many points hierarchical clustering is fitted on a sample and the rest assigned by nearest
@@ -282,13 +286,14 @@ def _louvain_k(data: np.ndarray, k_low: int, k_high: int, seed: int) -> tuple[in
     graph = nx.from_scipy_sparse_array(knn_graph(data, neighbors))
     counts = []
     for offset in range(AUTO_K_SEEDS):
-        communities = nx.community.louvain_communities(graph, seed=seed + offset)
+        communities = nx.community.louvain_communities(graph, resolution=AUTO_K_RESOLUTION, seed=seed + offset)
         counts.append(sum(1 for c in communities if len(c) > 2))
     estimate = int(np.median(counts))
     chosen = int(min(max(estimate, k_low), k_high))
     details: dict[str, object] = {
         "auto_k": "louvain",
         "auto_k_neighbors": neighbors,
+        "auto_k_resolution": AUTO_K_RESOLUTION,
         "auto_k_counts": counts,
         "auto_k_range": [k_low, k_high],
         "auto_k_stable": bool(min(counts) >= 0.75 * estimate and max(counts) <= 1.25 * estimate),

@@ -110,9 +110,11 @@ class LazyForward:
         return self._forward(batch)
 
 
-def resolve_backend(requested: str, clip_model_id: str, device: torch.device) -> tuple[str, list[str]]:
+def resolve_backend(
+    requested: str, clip_model_id: str, device: torch.device, cnn_model: str = efficientnet.DEFAULT_MODEL
+) -> tuple[str, list[str]]:
     """The backend to use and why: ``auto`` means clip if its weights load, else cnn, else autoencoder.
-    The cnn's availability is checked without loading its weights."""
+    The cnn's availability (of ``cnn_model``'s weights package) is checked without loading its weights."""
     notes: list[str] = []
     if requested != "auto":
         return requested, notes
@@ -122,7 +124,7 @@ def resolve_backend(requested: str, clip_model_id: str, device: torch.device) ->
     except ClipUnavailable as exc:
         notes.append(f"clip unavailable: {exc}")
     try:
-        efficientnet.check_available()
+        efficientnet.check_available(cnn_model)
         return "cnn", notes
     except EfficientNetUnavailable as exc:
         notes.append(f"cnn unavailable: {exc}")
@@ -251,33 +253,42 @@ def clip_encoder(model_id: str, device: torch.device, precision: str = "fp32", r
     return Encoder("clip", model_id_used, clip.preprocess, forward, device, clip, runtime, precision)
 
 
-def cnn_encoder(device: torch.device, precision: str = "fp32", runtime: str = "torch") -> Encoder:
-    """EfficientNet-Lite0 features, loaded on the first batch. int8 has nothing to quantize here (dynamic
-    quantization covers linear layers and the features come from convolutions), so it runs fp32; ``bf16``
-    runs in OpenVINO where the CPU has native bf16."""
+def cnn_encoder(
+    device: torch.device,
+    precision: str = "fp32",
+    runtime: str = "torch",
+    recipe: efficientnet.Recipe | None = None,
+) -> Encoder:
+    """EfficientNet-Lite features (``recipe``: which model, flip-averaged or not; the default recipe when None),
+    loaded on the first batch. int8 has nothing to quantize here (dynamic quantization covers linear layers and
+    the features come from convolutions), so it runs fp32; ``bf16`` runs in OpenVINO where the CPU has native
+    bf16. The model id is the recipe's, so vectors of different recipes are never mixed, and the exported
+    model is keyed by it."""
+    recipe = recipe or efficientnet.DEFAULT_RECIPE
     runtime, precision, notes = plan_runtime("cnn", precision, runtime, device)
     for note in notes:
         log.info(note)
-    efficientnet.check_available()
-    model_id = _model_id(efficientnet.MODEL_ID, precision)
+    efficientnet.check_available(recipe.model)
+    model_id = _model_id(recipe.model_id, precision)
     if runtime == "torch":
 
         def build() -> Callable[[torch.Tensor], torch.Tensor]:
-            model = efficientnet.load_efficientnet(str(device))
-            return lambda batch: efficientnet.embed_batch(model, batch)
+            model = efficientnet.load_efficientnet(str(device), recipe.model)
+            return lambda batch: efficientnet.embed_batch(model, batch, recipe)
 
     else:
         build = functools.partial(
             _runtime_forward,
             runtime,
             precision,
-            "efficientnet-lite0",
-            efficientnet.MODEL_ID,
-            lambda: efficientnet.FeatureExtractor(efficientnet.pretrained_folded()),
-            efficientnet.INPUT_SIZE,
-            efficientnet.weights_token(),  # an exported model is reused without loading the torch one
+            recipe.model_id,
+            recipe.model_id,
+            lambda: efficientnet.FeatureExtractor(efficientnet.pretrained_folded(recipe.model), recipe),
+            recipe.input_size,
+            efficientnet.weights_token(recipe.model),  # an exported model is reused without loading the torch one
         )
-    return Encoder("cnn", model_id, efficientnet.preprocess, LazyForward(build), device, None, runtime, precision)
+    preprocess = functools.partial(efficientnet.preprocess, size=recipe.input_size)
+    return Encoder("cnn", model_id, preprocess, LazyForward(build), device, None, runtime, precision)
 
 
 def autoencoder_encoder(model: torch.nn.Module, model_id: str, device: torch.device) -> Encoder:
@@ -605,15 +616,17 @@ def encoder_for(
     autoencoder: tuple[torch.nn.Module, str] | None,
     precision: str = "fp32",
     runtime: str = "torch",
+    cnn_recipe: efficientnet.Recipe | None = None,
 ) -> Encoder:
     """Builds the encoder of an already-resolved backend; a clear error when it cannot be had. ``precision``
-    and ``runtime`` apply to CLIP and the CNN (``plan_runtime``); the autoencoder always runs fp32 in torch."""
+    and ``runtime`` apply to CLIP and the CNN (``plan_runtime``); the autoencoder always runs fp32 in torch.
+    ``cnn_recipe`` is the CNN's model and views (``efficientnet.DEFAULT_RECIPE`` when None)."""
     _check_precision(precision)
     try:
         if backend == "clip":
             return clip_encoder(clip_model_id, device, precision, runtime)
         if backend == "cnn":
-            return cnn_encoder(device, precision, runtime)
+            return cnn_encoder(device, precision, runtime, cnn_recipe)
     except (ClipUnavailable, EfficientNetUnavailable) as exc:
         raise BackendUnavailable(str(exc)) from None
     if backend == "autoencoder":

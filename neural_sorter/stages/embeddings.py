@@ -9,11 +9,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
+from neural_sorter.models import cnn_recipe
 from neural_sorter.stages import StageError, StageReport
 
 Backend = Literal["auto", "clip", "cnn", "autoencoder"]
 Precision = Literal["fp32", "int8", "bf16"]
 Runtime = Literal["auto", "torch", "onnxruntime", "openvino"]
+CnnModel = Literal["lite0", "lite1", "lite2"]
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 
 
@@ -27,6 +29,15 @@ class EmbeddingOptions(BaseModel):
         "auto", description="Embedding model: auto (clip if its weights load, else cnn), clip, cnn, autoencoder."
     )
     clip_model: str = Field(DEFAULT_CLIP_MODEL, description="CLIP: Hugging Face hub id or a local model folder.")
+    cnn_model: CnnModel = Field(
+        cnn_recipe.DEFAULT_MODEL,
+        description="cnn backend: EfficientNet-Lite0/1/2 ImageNet features at the model's native size (224/240/260 "
+        "px); larger is slower and, measured on labelled sets, better (bench/README.md).",
+    )
+    cnn_flip: bool = Field(
+        cnn_recipe.DEFAULT_FLIP,
+        description="cnn backend: average each image's features with its mirror image's (twice the embedding time).",
+    )
     categories: list[str] = Field(default_factory=list, description="CLIP text categories that name clusters.")
     prompt_template: str = Field("a photo of {}", description="CLIP prompt; {} is replaced by each category.")
     batch_size: int = Field(32, ge=1, le=1024, description="Images per forward pass.")
@@ -40,6 +51,11 @@ class EmbeddingOptions(BaseModel):
         description="CPU inference runtime: auto (openvino, else onnxruntime, else torch; torch on GPUs), torch, "
         "onnxruntime, openvino. The model is exported once and cached; fp32 vectors match torch's.",
     )
+
+
+def recipe_of(options: EmbeddingOptions) -> cnn_recipe.Recipe:
+    """The cnn backend's feature recipe the options ask for."""
+    return cnn_recipe.Recipe(options.cnn_model, options.cnn_flip)
 
 
 def category_vectors_of(clip_model: pd.DataFrame) -> tuple[list[str], np.ndarray | None]:
@@ -67,13 +83,19 @@ def build_embeddings(
     """
     from neural_sorter import encoders
 
-    backend, notes = encoders.resolve_backend(options.backend, options.clip_model, device)
+    backend, notes = encoders.resolve_backend(options.backend, options.clip_model, device, options.cnn_model)
     notes = [*notes, f"backend: {backend} (requested {options.backend}) on {device}"]
     if backend != "autoencoder":
         notes += encoders.plan_runtime(backend, options.precision, options.runtime, device)[2]
     try:
         encoder = encoders.encoder_for(
-            backend, options.clip_model, device, autoencoder, options.precision, options.runtime
+            backend,
+            options.clip_model,
+            device,
+            autoencoder,
+            options.precision,
+            options.runtime,
+            recipe_of(options),
         )
     except encoders.BackendUnavailable as exc:
         raise StageError(str(exc)) from None

@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from neural_sorter import encoders, runtimes
+from neural_sorter.models.cnn_recipe import DEFAULT_RECIPE
 from neural_sorter.runtimes.sessions import openvino_bf16_native
 from neural_sorter.stages.embeddings import EmbeddingOptions, build_embeddings
 
@@ -54,7 +55,7 @@ def test_clip_runtime_matches_torch_fp32(runtime: str, tiny_clip_dir: Path, tuxp
 def test_bf16_has_its_own_model_id_and_stays_close(tuxpaint_dir: Path) -> None:
     fp32 = encoders.cnn_encoder(CPU, runtime="torch")
     bf16 = encoders.cnn_encoder(CPU, precision="bf16", runtime="auto")
-    assert (bf16.runtime, bf16.precision, bf16.model_id) == ("openvino", "bf16", "efficientnet-lite0+bf16")
+    assert (bf16.runtime, bf16.precision, bf16.model_id) == ("openvino", "bf16", f"{DEFAULT_RECIPE.model_id}+bf16")
     batch = _real_batch(tuxpaint_dir, fp32.preprocess)
     cosine = (_unit(fp32.forward(batch)) * _unit(bf16.forward(batch))).sum(axis=1)
     assert cosine.min() >= 0.99, cosine.min()
@@ -78,7 +79,7 @@ def test_plan_runtime_keeps_model_ids_honest() -> None:
     # bf16 without OpenVINO falls back to fp32, so the model id stays the fp32 one
     runtime, precision, notes = encoders.plan_runtime("cnn", "bf16", "torch", CPU)
     assert (runtime, precision) == ("torch", "fp32") and notes
-    assert encoders.cnn_encoder(CPU, precision="bf16", runtime="torch").model_id == "efficientnet-lite0"
+    assert encoders.cnn_encoder(CPU, precision="bf16", runtime="torch").model_id == DEFAULT_RECIPE.model_id
 
 
 def test_export_is_cached_and_keyed_by_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -116,7 +117,7 @@ def test_unchanged_rerun_loads_no_model(tuxpaint_dir: Path) -> None:
             "relative_path": ["a.png"],
             "content_hash": ["h1"],
             "backend": ["cnn"],
-            "model_id": ["efficientnet-lite0"],
+            "model_id": [DEFAULT_RECIPE.model_id],
             "vector": [np.ones(1280, dtype=np.float32) / np.sqrt(1280)],
         }
     )

@@ -13,7 +13,9 @@ from neural_sorter.stages.embeddings import EmbeddingOptions, build_embeddings
 from neural_sorter.stages.trained_autoencoder import load_trained
 from neural_sorter.tables import EMBEDDINGS
 
-EmbeddingsConfig = config_class("EmbeddingsConfig", (EmbeddingOptions, ["batch_size", "precision", "runtime"]))
+EmbeddingsConfig = config_class(
+    "EmbeddingsConfig", (EmbeddingOptions, ["cnn_model", "cnn_flip", "batch_size", "precision", "runtime"])
+)
 
 
 @dg.asset(
