@@ -68,7 +68,8 @@ def test_copies_are_reported_kept_together_separated_and_undone(tmp_path):
     assert len(found) >= 10, f"only {len(found)} of 11 copies grouped: {mine[0]}"
     assert summary["duplicates"]["exact_copies"] >= 3
 
-    tree = out / summary["partition"]
+    tree = Path(summary["output"])
+    assert tree == out / src.name  # OUT/<source folder name>
     in_duplicates = [p for p in (tree / "_duplicates").rglob("*") if p.is_file()]
     assert len({p.parent for p in in_duplicates if p.parent.name == mine[0]["group"]}) == 1
     assert len(in_duplicates) >= len(found) - 1  # every copy but the representative
