@@ -22,7 +22,6 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+from venvs import make_venv
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -296,16 +296,7 @@ COMPETITORS = {
 
 def _venv(name: str, installs: list[list[str]]) -> Path:
     """A throwaway venv under /tmp with ``installs`` done (once; a marker file says it is complete)."""
-    venv = VENVS / name
-    python = venv / "bin" / "python"
-    if (venv / ".complete").exists():
-        return python
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    for args in installs:
-        subprocess.run([str(python), "-m", "pip", "install", "-q", *args], check=True, capture_output=True, text=True)
-    (venv / ".complete").write_text("ok")
-    return python
+    return make_venv(VENVS, name, installs)
 
 
 def run_competitor(label: str, images: Path, out: Path) -> tuple[set[frozenset[str]] | None, float, str]:
