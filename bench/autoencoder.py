@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("dataset", nargs="?", type=Path, default=DEFAULT)
     parser.add_argument("--variants", default="pixels,vae,simclr", help="pixels and/or AutoencoderOptions.variant")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--epochs", type=int, default=None, help="default: AutoencoderOptions' default")
     parser.add_argument("--set-option", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--embed", default="features", choices=["features", "head"], help="simclr embedding")
@@ -99,7 +100,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for variant in args.variants.split(","):
         rows, seconds = [], []
-        for seed in range(args.seeds):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             if variant == "pixels":
                 x = pixel_vectors(frames["thumbnail"])
                 table = frames[["relative_path", "content_hash"]].assign(vector=list(x), category_probs=None)
@@ -107,15 +108,22 @@ def main() -> None:
             else:
                 options = AutoencoderOptions(**({"variant": variant} | extra))
                 data = training_tensor(list(frames["thumbnail"]), options.image_size)
+                cpu = time.process_time()
                 model, report = train_autoencoder(data, options, device, seed=seed)
+                cpu = time.process_time() - cpu
                 seconds.append(report.seconds)
                 if args.embed == "head" and variant == "simclr":
                     model.embed = torch.inference_mode()(model.forward)
                 table, _ = build_embeddings(frames, autoencoder_encoder(model, variant, device))
                 x = vectors_of(table)
                 described = ", ".join(f"{n}={v}" for n, v in sorted(extra.items())) or "defaults"
-                print(f"<!-- seed {seed}: final loss {report.losses[-1]:.3f}, {report.seconds:.1f}s -->", flush=True)
+                print(
+                    f"<!-- seed {seed}: final loss {report.losses[-1]:.3f}, {report.seconds:.1f}s wall, "
+                    f"{cpu:.1f}s CPU (all threads) -->",
+                    flush=True,
+                )
             rows.append(scores(truth, table, x, k, seed))
+            print(f"<!-- {variant} seed {seed}: NMI {rows[-1][0]:.3f} ARI {rows[-1][1]:.3f} ACC {rows[-1][2]:.3f} -->")
         mean, sd = np.mean(rows, axis=0), np.std(rows, axis=0)
         figures = " | ".join(f"{m:.3f} ± {s:.3f}" for m, s in zip(mean, sd))
         train = f"{np.mean(seconds):.0f}" if seconds else "-"

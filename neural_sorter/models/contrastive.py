@@ -139,7 +139,7 @@ class ContrastiveEncoder(nn.Module):
     projection head used only by the loss. The pooled feature is the embedding: SimCLR's finding that the
     layer before the head keeps more of what the augmentations discard holds here too (bench/README.md)."""
 
-    def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 32) -> None:
+    def __init__(self, image_size: int = 64, latent_dim: int = 64, width: int = 16) -> None:
         super().__init__()
         self.image_size = image_size
         self.latent_dim = latent_dim
