@@ -8,8 +8,8 @@ The folder (flat, ``~/.cache/neural-sorter-bench/peers-<n>``; ``NEURAL_SORTER_BE
 once) holds ``--n`` files of distinct content (sha1 of the bytes), taken in this order until there are enough:
 tuxpaint8 (read from /work/shared), the sets of ``bench/build_sets.py``, scikit-image's data images, then the
 PNG/JPEGs Debian packages ship under /usr/share (openclipart, game art, icons). Files are copied as they are
-(no synthetic pictures); anything Pillow cannot decode, smaller than 32 px a side or over 24 MP is skipped, so
-every tool sees pictures it can read.
+(no synthetic pictures); anything Pillow cannot decode, smaller than 32 px a side, over 24 MP or grey+alpha
+(cleanvision cannot read those) is skipped, so every tool sees pictures it can read.
 
 Each repeat runs the three tools one after another, the order rotated per repeat so none always runs first:
 
@@ -57,6 +57,9 @@ VENVS = CACHE / "venvs"
 NEURAL_SORTER = REPO / ".venv" / "bin" / "neural-sorter"
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 MIN_SIDE = 32
+# cleanvision 0.3.7 crashes on two-channel (grey + alpha) PNGs (IndexError in calc_percentile_brightness): the
+# folder holds only modes every tool reads, so a peer's failure never ends the comparison.
+MODES = {"RGB", "RGBA", "L", "P"}
 MAX_PIXELS = 24_000_000  # a few openclipart PNGs are 168 MP posters: larger than any camera photo, skipped
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
 
@@ -134,7 +137,7 @@ def build_folder(n: int) -> Path:
             continue
         try:
             with Image.open(path) as image:
-                if min(image.size) < MIN_SIDE or image.size[0] * image.size[1] > MAX_PIXELS:
+                if min(image.size) < MIN_SIDE or image.size[0] * image.size[1] > MAX_PIXELS or image.mode not in MODES:
                     continue
                 image.load()
         except Exception:  # a file Pillow cannot read is not a picture for this bench
@@ -216,7 +219,10 @@ def run_ours(folder: Path, scratch: Path) -> dict:
         raise SystemExit(f"neural-sorter sort failed ({result['rc']}): {result['stderr'][-2000:]}")
     summary = json.loads(result["stdout"].strip().splitlines()[-1])
     result["stages"] = stage_times(home, summary["run_id"], result["started"], result["ended"])
-    result["note"] = f"{summary.get('clusters', summary.get('n_clusters', '?'))} clusters"
+    clusters = summary.get("clusters")
+    result["note"] = (
+        f"{len(clusters) if isinstance(clusters, dict) else clusters} clusters, run {summary['run_id'][:8]}"
+    )
     return result
 
 
