@@ -119,7 +119,8 @@ def main() -> None:
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    if len(sys.argv) == 1 or "--compare" in sys.argv:
+    compare_flags = ("--compare", "--runs", "--features", "--methods")
+    if len(sys.argv) == 1 or any(a.split("=")[0] in compare_flags for a in sys.argv[1:]):
         parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
         parser.add_argument("--compare", nargs="*", type=Path, default=None, help="labelled set folders")
         parser.add_argument("--runs", default=f"lite0:kmeans,lite0:spectral,default:{DEFAULT_METHOD}")
