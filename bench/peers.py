@@ -220,9 +220,8 @@ def run_ours(folder: Path, scratch: Path) -> dict:
     summary = json.loads(result["stdout"].strip().splitlines()[-1])
     result["stages"] = stage_times(home, summary["run_id"], result["started"], result["ended"])
     clusters = summary.get("clusters")
-    result["note"] = (
-        f"{len(clusters) if isinstance(clusters, dict) else clusters} clusters, run {summary['run_id'][:8]}"
-    )
+    count = len(clusters) if isinstance(clusters, dict) else clusters
+    result["note"] = f"{summary.get('decoded')} decoded, {count} clusters, model {summary.get('model_id')}"
     return result
 
 
