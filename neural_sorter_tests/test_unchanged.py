@@ -166,14 +166,17 @@ def test_unchanged_resort_answers_from_the_stamp_and_every_change_runs_in_full(t
 
 @pytest.mark.slow
 def test_files_changed_just_before_the_walk_write_no_stamp(tmp_path):
-    """A file whose mtime is seconds old may change again without its mtime changing (coarse clocks): the sort
-    that sees it runs in full and stamps nothing, so the next one runs in full too."""
+    """A file whose mtime is seconds before the scan (or after it: a clock ahead, an NFS server's) may change
+    again without its mtime changing (coarse clocks): the sort that sees it runs in full and stamps nothing,
+    so the next one runs in full too. The mtime is set ten minutes ahead so that the walk, however late the
+    loaded machine starts it, still falls within the window."""
     src, out = tmp_path / "src", tmp_path / "out"
     snapshot_code(tmp_path)
     copy_images(src, classes=("fish",), per_class=3)
     fresh = src / "fish" / "fresh.png"
-    shutil.copyfile(next((src / "fish").glob("*.png")), fresh)  # mtime now
-    os.utime(fresh, ns=(time.time_ns(), time.time_ns() + 2_000_000_000))  # and a little ahead, as racy as it gets
+    shutil.copyfile(next((src / "fish").glob("*.png")), fresh)
+    ahead = time.time_ns() + 600_000_000_000
+    os.utime(fresh, ns=(ahead, ahead))
     first = sort(tmp_path, src, out)
     assert first["unchanged"] is False
     assert not (tmp_path / "home" / "store" / "unchanged" / f"{partition_key_for(src)}.json").exists()
