@@ -18,6 +18,8 @@ from torch.nn.utils import fuse_conv_bn_eval
 from neural_sorter.models.cnn_recipe import DEFAULT_FLIP, DEFAULT_MODEL, DEFAULT_RECIPE, VARIANTS, Recipe  # noqa: F401
 from neural_sorter.models.preprocess import to_chw_array
 
+# Lite0's: the functions below default to it because naming.py's ImageNet labels come from Lite0's classifier
+# head whatever model embeds (the embedding model is the recipe's).
 MODEL_ID = VARIANTS["lite0"].model_name
 INPUT_SIZE = VARIANTS["lite0"].input_size
 FEATURE_DIM = 1280
