@@ -116,11 +116,18 @@ def random_blur(
     return flat.view(n, c, h, w)
 
 
-def augment(x: torch.Tensor, generator: torch.Generator, crop_scale: tuple[float, float] = (0.25, 1.0)) -> torch.Tensor:
-    """One SimCLR view of every picture in ``x`` (N, 3, S, S in [0, 1]): crop+mirror, colour, grayscale, blur."""
+def augment(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    crop_scale: tuple[float, float] = (0.25, 1.0),
+    colour: float = 0.4,
+    grayscale: float = 0.2,
+) -> torch.Tensor:
+    """One SimCLR view of every picture in ``x`` (N, 3, S, S in [0, 1]): crop+mirror, colour jitter of
+    ``colour`` strength (hue a quarter of it), grayscale with probability ``grayscale``, blur."""
     y = random_resized_crop(x, generator, crop_scale)
-    y = colour_jitter(y, generator)
-    y = random_grayscale(y, generator)
+    y = colour_jitter(y, generator, strength=colour, hue=colour / 4)
+    y = random_grayscale(y, generator, p=grayscale)
     return random_blur(y, generator)
 
 
@@ -200,7 +207,7 @@ def train_contrastive(data: torch.Tensor, options, device: torch.device, seed: i
             if len(idx) < 2:
                 continue  # BatchNorm and the loss need two pictures
             x = data[idx]
-            v1, v2 = augment(x, generator, crop).to(device), augment(x, generator, crop).to(device)
+            v1, v2 = (augment(x, generator, crop, options.colour, options.grayscale).to(device) for _ in range(2))
             loss = nt_xent(model(v1), model(v2), options.temperature)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
