@@ -161,3 +161,19 @@ def test_cli_flag_reaches_the_stored_vectors(tmp_path: Path, tuxpaint_dir: Path)
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout.splitlines()[-1])["model_id"] == "efficientnet-lite0"
+
+
+@pytest.mark.slow
+def test_flip_recipe_exports_to_the_default_runtime(tuxpaint_dir: Path) -> None:
+    """A non-default recipe (mirrored views) is exported under its own model id and gives torch's vectors."""
+    recipe = cnn_recipe.Recipe("lite0", flip=True)
+    exported = encoders.cnn_encoder(CPU, runtime="auto", recipe=recipe)
+    reference = encoders.cnn_encoder(CPU, runtime="torch", recipe=recipe)
+    assert exported.model_id == reference.model_id == "efficientnet-lite0+flip"
+    thumbs = _thumbnails(tuxpaint_dir, 1)
+    batch = torch.from_numpy(np.stack([reference.preprocess(decode_jpeg(t)) for t in thumbs]))
+    unflipped = encoders.cnn_encoder(CPU, runtime="torch", recipe=cnn_recipe.Recipe("lite0"))
+    unit = [torch.nn.functional.normalize(e.forward(batch).float(), dim=-1).numpy() for e in (exported, reference)]
+    assert (unit[0] * unit[1]).sum(axis=1).min() >= 0.999
+    plain = torch.nn.functional.normalize(unflipped.forward(batch).float(), dim=-1).numpy()
+    assert (plain * unit[1]).sum(axis=1).min() < 0.999  # the mirrored view changed the vectors
