@@ -8,7 +8,8 @@ Each seed trains from scratch on the set's own pictures (``train_autoencoder``, 
 ``trained_autoencoder`` stage calls), embeds them with ``autoencoder_encoder`` + ``build_embeddings`` (as the
 embeddings stage does, L2-normalised) and clusters them with k-means at the true k (seeded the same). The
 decoded frames are cached under ~/.cache/neural-sorter-bench/frames so repeated runs skip decoding; the
-figures are the same as ``bench/quality.py --backend autoencoder --variant V --method kmeans --seeds 3``.
+figures are the same as ``bench/quality.py --backend autoencoder --variant V --method kmeans --seeds 3`` (whose
+``--variant`` choices predate simclr), plus training seconds and the simclr-only options (``--set-option``).
 """
 
 from __future__ import annotations

@@ -40,9 +40,9 @@ class AutoencoderOptions(BaseModel):
     temperature: float = Field(0.2, gt=0, le=10, description="NT-Xent softmax temperature (simclr).")
     min_crop: float = Field(0.25, gt=0, le=1, description="Smallest random crop, as a fraction of the area (simclr).")
     colour: float = Field(
-        0.4, ge=0, le=1, description="Colour jitter strength (brightness/contrast/saturation; hue a quarter) (simclr)."
+        0.1, ge=0, le=1, description="Colour jitter strength (brightness/contrast/saturation; hue a quarter) (simclr)."
     )
-    grayscale: float = Field(0.2, ge=0, le=1, description="Probability of a grayscale view (simclr).")
+    grayscale: float = Field(0.0, ge=0, le=1, description="Probability of a grayscale view (simclr).")
     width: int = Field(16, ge=4, le=512, description="Channels of the first conv block; doubles per block (simclr).")
     retrain: bool = Field(False, description="Train again even if the frames did not change.")
 
