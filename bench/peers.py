@@ -25,11 +25,12 @@ Dagster run's step stats in that run's own instance (start-up = process start to
 steps = run time not inside any step, after = run end to process exit). ``--beside-load`` starts one busy
 Python loop (a second CPU-bound process) before each measurement and stops it after.
 
-``--forward`` adds the forward-rate table (batch 32, 224 px) of EfficientNet-Lite0 and CLIP ViT-B/32's vision
-tower for every runtime and precision the pipeline offers, measured by ``bench/throughput.py``'s own
-``bench_runtimes`` on thumbnails of this folder. CLIP has no weights offline: it is throughput's randomly
-initialised CLIP with ViT-B/32 sizes, good for speed only (the cosine column of CLIP says nothing about trained
-weights).
+``--forward`` adds the forward-rate table (batch 32) of EfficientNet-Lite0 at 224 px (``--forward-cnn`` adds
+other sizes, e.g. the default Lite1 at 240 px) and CLIP ViT-B/32's vision tower at 224 px for every runtime and
+precision the pipeline offers (``encoder_for`` with each runtime/precision; a pair it does not honour on this
+CPU is left out), interleaved rounds, with ``bench/throughput.py``'s forward loop and cosine, on thumbnails of
+this folder. CLIP has no weights offline: it is throughput's randomly initialised CLIP with ViT-B/32 sizes,
+good for speed only (the cosine column of CLIP says nothing about trained weights).
 """
 
 from __future__ import annotations
@@ -297,7 +298,10 @@ def compare(args: argparse.Namespace) -> None:
 
 
 def forward_table(args: argparse.Namespace) -> None:
-    """Every runtime/precision the pipeline offers, through throughput.py's interleaved runtime table."""
+    """Every runtime/precision the pipeline offers, interleaved rounds, medians; throughput.py's forward loop
+    (``forward_all``: batches of ready tensors -> unit vectors) and cosine, on thumbnails of this folder. Its
+    own runtime table cannot be reused as is: it builds the CNN with the pipeline's default recipe (Lite1 at
+    240 px), while issue 15's table is EfficientNet-Lite0 at 224 px."""
     import numpy as np
     import throughput
     import torch
@@ -305,27 +309,50 @@ def forward_table(args: argparse.Namespace) -> None:
     from neural_sorter import encoders
     from neural_sorter.decoding.frames import DecodeOptions, decode_manifest, worker_count
     from neural_sorter.inventory import build_file_manifest
+    from neural_sorter.models.cnn_recipe import Recipe
 
-    # throughput's table lacks torch int8 (the pipeline's --precision int8 for CLIP); the CNN row says n/a.
-    if ("torch", "int8") not in throughput.RUNTIME_PLANS:
-        throughput.RUNTIME_PLANS = (*throughput.RUNTIME_PLANS, ("torch", "int8"))
     source = build_folder(args.n)
     folder = CACHE / f"peers-forward-{args.forward_images}"
     if not folder.is_dir():
         folder.mkdir(parents=True)
         for path in sorted(p for p in source.iterdir() if p.suffix.lower() in SUFFIXES)[: args.forward_images]:
             os.link(path, folder / path.name)
-    clip_dir = throughput.random_clip_dir(CACHE / "clip-vit-b-32-random")
+    clip_dir = str(throughput.random_clip_dir(CACHE / "clip-vit-b-32-random"))
     frames, _ = decode_manifest(build_file_manifest(folder), DecodeOptions(thumbnail_size=256))
-    good = frames[frames["error"].isna()]
-    options = argparse.Namespace(batch_size=32, workers=0, runtimes="all", rounds=args.forward_rounds)
-    print(f"\nforward table: {len(good)} thumbnails of {folder}, torch threads {torch.get_num_threads()}, {load()}")
-    for name in ("cnn", "clip"):
-        encoder = encoders.encoder_for(name, str(clip_dir), torch.device("cpu"), None)
-        batches = encoders._prefetched_batches(list(good["thumbnail"]), encoder.preprocess, 32, worker_count(0))
-        tensors = np.concatenate(list(batches))
-        print(f"== {name}: {encoder.model_id}, tensors {tensors.shape}", flush=True)
-        throughput.bench_runtimes(name, options, tensors, good, clip_dir)
+    thumbs = list(frames.loc[frames["error"].isna(), "thumbnail"])
+    cpu = torch.device("cpu")
+    plans = (("torch", "fp32"), ("torch", "int8"), ("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "bf16"))
+    print(f"\nforward table: {len(thumbs)} thumbnails of {folder}, batch 32, torch threads {torch.get_num_threads()}")
+    models = [(f"EfficientNet-{m.capitalize()}", "cnn", Recipe(m, False)) for m in args.forward_cnn.split(",")]
+    models.append(("CLIP ViT-B/32 vision (random weights)", "clip", None))
+    for label, backend, recipe in models:
+        built = {}
+        for runtime, precision in plans:
+            encoder = encoders.encoder_for(backend, clip_dir, cpu, None, precision, runtime, recipe)
+            if (encoder.runtime, encoder.precision) != (runtime, precision):
+                continue  # not offered for this model here (e.g. int8 is CLIP only; bf16 needs native bf16)
+            built[(runtime, precision)] = encoder
+        tensors = np.concatenate(
+            list(encoders._prefetched_batches(thumbs, built[("torch", "fp32")].preprocess, 32, worker_count(0)))
+        )
+        for encoder in built.values():  # export/compile and warm-up outside the timed rounds
+            throughput.forward_all(encoder, tensors[:32], 32)
+        rates: dict[tuple[str, str], list[float]] = {key: [] for key in built}
+        vectors = {}
+        for _ in range(args.forward_rounds):
+            for key, encoder in built.items():
+                seconds, vectors[key] = throughput.timed(throughput.forward_all, encoder, tensors, 32)
+                rates[key].append(len(tensors) / seconds)
+        base = statistics.median(rates[("torch", "fp32")])
+        print(f"== {label}, {tensors.shape[-1]} px, {args.forward_rounds} interleaved rounds, median img/s ({load()})")
+        for key, encoder in built.items():
+            mean, worst = throughput.cosine(vectors[key], vectors[("torch", "fp32")])
+            rate = statistics.median(rates[key])
+            print(
+                f"  {key[0]:<12} {key[1]:<5} {rate:7.1f} img/s  x{rate / base:5.2f}  cosine to torch fp32 mean "
+                f"{mean:.5f} min {worst:.5f}  rounds {[round(r, 1) for r in rates[key]]}  ({encoder.model_id})",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -338,6 +365,9 @@ def main() -> None:
     parser.add_argument("--forward-only", action="store_true", help="only the forward-rate table")
     parser.add_argument("--forward-images", type=int, default=256)
     parser.add_argument("--forward-rounds", type=int, default=3)
+    parser.add_argument(
+        "--forward-cnn", default="lite0", help="EfficientNet-Lite sizes for the table, e.g. lite0,lite1"
+    )
     args = parser.parse_args()
     args.peers = [p for p in args.peers.split(",") if p]
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {cpu_description()}")
