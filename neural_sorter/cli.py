@@ -452,6 +452,8 @@ def cmd_undo(args: argparse.Namespace) -> int:
         report = undo_last(Path(out).expanduser().resolve())
     except (FileNotFoundError, OutputBusyError, OutputDirError, ManifestError) as exc:
         return _fail(str(exc))
+    for record in report.passed_over:
+        print(f"  passed over {record}: that run changed nothing (every file kept)")
     for path, reason in report.skipped:
         print(f"  left in place: {path}: {reason}")
     for path, reason in report.missing:

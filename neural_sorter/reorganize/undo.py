@@ -76,6 +76,8 @@ class UndoReport:
     missing: list[tuple[str, str]] = field(default_factory=list)  # MISSING: (path in OUT, what it was)
     failures: list[tuple[str, str]] = field(default_factory=list)  # FAILED: (path, why); retried next time
     complete: bool = True  # False when failures kept the record
+    # Later runs that changed nothing on disk (every file kept), retired on the way to the run undone.
+    passed_over: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -99,13 +101,21 @@ def _undo_latest(out: Path) -> UndoReport:
     files = history_files(out)
     if not files:
         raise FileNotFoundError(f"no reorganization to undo in {out} (no {STATE_DIR}/history)")
+    passed_over = []
+    # A re-sort that found nothing to change records every file as kept. Undoing it would change nothing
+    # either, and a user who types `undo` after it means the sort that did change something: such runs are
+    # retired on the way to the latest one that placed, moved or removed files.
+    while len(files) > 1 and _changed_nothing(files[-1]):
+        retire(files[-1], ".undone")
+        passed_over.append(str(files[-1]))
+        files = history_files(out)
     latest = files[-1]
     table = read_manifest(latest)
     key = key_of(latest)
     applied = read_journal(applied_journal(latest.parent, key))
     settled_before = read_journal(undo_journal(latest.parent, key))
     settled = settled_before[0] if settled_before else set()
-    report = UndoReport(str(latest))
+    report = UndoReport(str(latest), passed_over=passed_over)
     journal = Journal(undo_journal(latest.parent, key))
     folder_verdicts: dict[str, str | None] = {}
     try:
@@ -143,6 +153,12 @@ def _undo_latest(out: Path) -> UndoReport:
             manifest.unlink()
     remove_empty_dirs(out, exclude=state_dir(out))
     return report
+
+
+def _changed_nothing(record: Path) -> bool:
+    """True when every row of the run's record is a ``keep``: the run left the disk as it found it."""
+    actions = read_manifest(record)["action"]
+    return bool((actions == ActionKind.KEEP).all())
 
 
 def revert(

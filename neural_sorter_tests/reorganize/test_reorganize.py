@@ -92,6 +92,22 @@ def test_rerun_unchanged_keeps_everything(tmp_path):
     assert tree(out) == before
 
 
+def test_undo_after_a_rerun_that_changed_nothing_reverts_the_sort(tmp_path):
+    """Found trying the CLI as a user: sort, sort again with nothing new, `undo` printed "0 reverted" and left
+    every copy in OUT (it undid the re-sort, whose rows were all `keep`)."""
+    src = make_source(tmp_path / "src", FILES)
+    out = tmp_path / "out"
+    sort_once(src, out, ASSIGN)
+    sort_once(src, out, ASSIGN)
+    sort_once(src, out, ASSIGN)
+    report = undo_last(out)
+    assert report.reverted == len(FILES) and len(report.passed_over) == 2
+    assert tree(out) == {}
+    assert {p: (src / p).read_bytes() for p in FILES} == FILES
+    with pytest.raises(FileNotFoundError):
+        undo_last(out)
+
+
 def test_delta_new_moved_cluster_and_deleted_source(tmp_path):
     src = make_source(tmp_path / "src", FILES)
     out = tmp_path / "out"
@@ -153,8 +169,8 @@ def test_move_and_undo_restores_originals(tmp_path):
     # A later run of the emptied source keeps the moved originals (never trashes them).
     actions, _ = sort_once(src, out, {})
     assert {a.action for a in actions} == {"keep"}
-    undo_last(out)
-    undo_last(out)
+    report = undo_last(out)  # one undo: the keep-only run is passed over, the move is reverted
+    assert len(report.passed_over) == 1 and report.reverted == len(FILES)
     assert {p: (src / p).read_bytes() for p in FILES} == FILES
     assert tree(out) == {}
 
