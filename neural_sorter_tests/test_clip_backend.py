@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,25 @@ def test_missing_model_offline_raises_with_instructions(offline: None) -> None:
     with pytest.raises(ClipUnavailable) as again:
         load_clip(MISSING)
     assert again.value is info.value  # the failure is remembered, not retried
+
+
+def test_missing_hub_model_offline_is_decided_without_importing_transformers(tmp_path: Path) -> None:
+    """bench/peers.py found the default ``auto`` backend spending 4-10 s of every cold sort in ``clip_model`` on
+    an offline machine: transformers was imported only to learn that the weights are not there."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from neural_sorter.models.clip import ClipUnavailable, load_clip\n"
+        "try:\n    load_clip(sys.argv[1])\nexcept ClipUnavailable as exc:\n    print(exc)\n"
+        "print('transformers' in sys.modules)\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    done = subprocess.run([sys.executable, "-c", script, MISSING], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    message, imported = done.stdout.strip().splitlines()
+    assert MISSING in message and "not in the local Hugging Face cache" in message and "--backend cnn" in message
+    assert imported == "False"
 
 
 def test_encoder_for_missing_clip_is_backend_unavailable(offline: None) -> None:

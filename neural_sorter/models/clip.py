@@ -87,6 +87,25 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _in_hub_cache(model_id: str) -> bool:
+    """Whether the Hugging Face cache holds this hub id's config (a cheap file lookup, no transformers)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(model_id, "config.json"), str)
+    except Exception:  # an id the hub client rejects: let from_pretrained give its own reason
+        return True
+
+
+def _unavailable(model_id: str, why: str) -> str:
+    return (
+        f"cannot load CLIP weights {model_id!r}: {why}. "
+        "Provide them by running once with network access (they are cached under ~/.cache/huggingface), "
+        "or download the model elsewhere, copy the folder here and pass it with --clip-model /path/to/folder "
+        "(clip_model: in the config); or use --backend cnn, which needs no download."
+    )
+
+
 def load_clip(model_id: str, device: str = "cpu") -> LoadedClip:
     """Loads CLIP from a hub id or a local folder made by ``save_pretrained``, once per process.
 
@@ -105,10 +124,16 @@ def load_clip(model_id: str, device: str = "cpu") -> LoadedClip:
 
 @functools.lru_cache(maxsize=2)
 def _load_clip_cached(model_id: str, device: str) -> LoadedClip:
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
-
     local = os.path.isdir(os.path.expanduser(model_id))
     source = os.path.expanduser(model_id) if local else model_id
+    if not local and not _in_hub_cache(model_id) and not hub_reachable():
+        # Decided before transformers is imported: on an offline machine without the weights,
+        # the default backend ``auto`` spent seconds importing it only to fall back to the cnn.
+        raise ClipUnavailable(
+            _unavailable(model_id, "not in the local Hugging Face cache, and the hub is not reachable")
+        )
+
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
     def load(local_only: bool):
         return (
@@ -126,10 +151,7 @@ def _load_clip_cached(model_id: str, device: str) -> LoadedClip:
             model, tokenizer, processor = load(local_only=False)
     except Exception as exc:
         raise ClipUnavailable(
-            f"cannot load CLIP weights {model_id!r}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}. "
-            "Provide them by running once with network access (they are cached under ~/.cache/huggingface), "
-            "or download the model elsewhere, copy the folder here and pass it with --clip-model /path/to/folder "
-            "(clip_model: in the config); or use --backend cnn, which needs no download."
+            _unavailable(model_id, f"{type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
         ) from None
     size = processor.crop_size["height"] if isinstance(processor.crop_size, dict) else int(processor.crop_size)
     revision = getattr(model.config, "_commit_hash", None) or ("local" if local else "unknown")
