@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,8 @@ def main() -> None:
     parser.add_argument("--clip-model", default="openai/clip-vit-base-patch32")
     parser.add_argument("--method", default=DEFAULT_METHOD, choices=list(METHODS))
     parser.add_argument("--k", default="8")
-    parser.add_argument("--variant", default="vae", choices=["vae", "ae"])
+    variants = typing.get_args(AutoencoderOptions.model_fields["variant"].annotation)  # declared once there
+    parser.add_argument("--variant", default="vae", choices=list(variants))
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seeds", type=int, default=1, help="repeat clustering/training over this many seeds")
     args = parser.parse_args()
