@@ -291,7 +291,9 @@ def test_ui_register_sorts_by_itself_and_sensor_explains_itself(dagster_dev: dic
         timeout=180,
     )
     assert cli.returncode == 0, cli.stderr
-    cli_key = json.loads(cli.stdout.splitlines()[-1])["partition"]
+    cli_summary = json.loads(cli.stdout.splitlines()[-1])
+    cli_key = cli_summary["partition"]
+    assert cli_summary["output"] == str(cli_out / cli_src.name)  # OUT/<source folder name>
 
     # Step 2: a changed file in the CLI-sorted folder and a new subfolder of the watch root; switch the sensor on.
     changed = cli_images[0]
@@ -326,10 +328,10 @@ def test_ui_register_sorts_by_itself_and_sensor_explains_itself(dagster_dev: dic
 
     for run_id in partitions.values():
         ui.wait_run(run_id, 150)
-    cli_placed = placed_files(cli_out / cli_key)
+    cli_placed = placed_files(cli_out / cli_src.name)
     assert len(cli_placed) == len(cli_images)
     assert changed.read_bytes() in {p.read_bytes() for p in cli_placed}  # the new content was re-sorted
-    new_out = Path(default_output_dir(dagster_dev["inbox"])) / new_key
+    new_out = Path(default_output_dir(dagster_dev["inbox"])) / new_folder.name
     assert len(placed_files(new_out)) == 6
     timings["total"] = round(time.monotonic() - started, 1)
     print(f"\nUI flow timings (s): {timings}")
