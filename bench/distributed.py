@@ -20,13 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from cli_sort import CLI, sort
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from neural_sorter_tests.distributed.services import Services, ensure_debian_packages  # noqa: E402
 
 TUXPAINT = ROOT.parent / "shared" / "datasets" / "tuxpaint8"
-CLI = str(Path(sys.executable).parent / "neural-sorter")
 BUCKET = "neural-sorter-bench"
 
 
@@ -48,21 +49,6 @@ def build_folder(target: Path, images: int) -> Path:
                 scale = 1 - 0.02 * (n // len(sources) % 10)
                 image.resize((max(8, int(image.width * scale)), max(8, int(image.height * scale)))).save(out)
     return target
-
-
-def sort(env: dict[str, str], folder: Path, out: Path, extra: list[str]) -> tuple[float, dict]:
-    started = time.monotonic()
-    done = subprocess.run(
-        [CLI, "sort", str(folder), "--out", str(out), "--backend", "cnn", "--json", *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=7200,
-    )
-    seconds = time.monotonic() - started
-    if done.returncode:
-        raise SystemExit(f"sort failed ({done.returncode}): {done.stderr[-2000:]}")
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def step_seconds(run_id: str, env: dict[str, str]) -> dict[str, float]:

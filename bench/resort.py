@@ -9,19 +9,16 @@ before). Prints each figure with the load average.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import resource
 import shutil
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+from cli_sort import sort
+
 ROOT = Path(__file__).resolve().parents[1]
 TUXPAINT = ROOT.parent / "shared" / "datasets" / "tuxpaint8"
-CLI = str(Path(sys.executable).parent / "neural-sorter")
 
 
 def build_folder(target: Path, images: int) -> Path:
@@ -56,25 +53,6 @@ def snapshot_code(work: Path) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(ROOT / "neural_sorter", target / "neural_sorter", ignore=shutil.ignore_patterns("__pycache__"))
     return target
-
-
-def sort(env: dict[str, str], folder: Path, out: Path) -> tuple[float, dict]:
-    """(wall seconds, summary); the CLI's CPU seconds (user + system) are added to the summary as ``_cpu``."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    done = subprocess.run(
-        [CLI, "sort", str(folder), "--out", str(out), "--backend", "cnn", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=7200,
-    )
-    seconds = time.monotonic() - started
-    if done.returncode:
-        raise SystemExit(f"sort failed ({done.returncode}): {done.stderr[-2000:]}")
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    return seconds, json.loads(done.stdout.strip().splitlines()[-1]) | {"_cpu": cpu}
 
 
 def load() -> str:
